@@ -1,0 +1,121 @@
+"""Fitting a calibration (private; the public entry point is :meth:`ras_guard.Calibration.fit`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._decoding import GREEDY
+from .calibration import Calibration, _build, auroc
+from .config import RASConfig
+from .errors import CalibrationError
+
+
+def _as_guard(guard_or_model: Any, config: RASConfig | None) -> Any:
+    from .backends.base import Backend
+    from .guard import RASGuard
+
+    if isinstance(guard_or_model, RASGuard):
+        if config is not None and config != guard_or_model.config:
+            return RASGuard(guard_or_model.backend, config=config)
+        return guard_or_model
+    if isinstance(guard_or_model, Backend):
+        return RASGuard(guard_or_model, config=config)
+    if isinstance(guard_or_model, (str, Path)):
+        from . import demo
+        from .backends.hf import HFBackend
+
+        path = demo.model_path() if demo.is_demo(guard_or_model) else guard_or_model
+        return RASGuard(HFBackend.from_pretrained(path), config=config)
+    raise CalibrationError(
+        f"Calibration.fit needs a RASGuard, a backend or a checkpoint path, got {type(guard_or_model).__name__}."
+    )
+
+
+def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def unsafe_prototypes(
+    guard: Any, queries: Sequence[str], *, batch_size: int, progress: Callable[[int], None] | None = None
+) -> torch.Tensor:
+    """Mean final-norm hidden state of the first N response tokens over text-only queries: ``[N, H]``."""
+    backend, n = guard.backend, guard.config.num_steer_tokens
+    total: torch.Tensor | None = None
+    for chunk in _batches(list(queries), batch_size):
+        inputs = backend.encode([[{"role": "user", "content": [{"type": "text", "text": q}]}] for q in chunk])
+        res = backend.generate(
+            inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, want_hidden=True, **GREEDY
+        )
+        recomputed = backend.lm_head_logits(res.last_hidden)
+        from .risk import apply_softcap
+
+        if not torch.allclose(apply_softcap(recomputed, backend.softcap), res.logits, atol=1e-3, rtol=1e-3):
+            raise CalibrationError(
+                f"{backend.name}: the last hidden state reported by generate is not the lm_head input "
+                "(lm_head(h) != logits); this architecture is not supported yet."
+            )
+        part = res.last_hidden.sum(dim=0)
+        total = part if total is None else total + part
+        if progress:
+            progress(len(chunk))
+    if total is None:
+        raise CalibrationError("no unsafe text queries given; pass at least one (about 50 is the method's default).")
+    return total / len(queries)
+
+
+def fit_calibration(
+    cls: type[Calibration],
+    guard_or_model: Any,
+    unsafe_text_queries: Sequence[str] | None,
+    reference_queries: Sequence[Any] | None,
+    *,
+    config: RASConfig | None,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> Calibration:
+    from . import data
+    from .messages import normalize_messages
+
+    guard = _as_guard(guard_or_model, config)
+    cfg = guard.config
+    unsafe = list(unsafe_text_queries) if unsafe_text_queries is not None else data.unsafe_text_queries()
+    refs = list(reference_queries) if reference_queries is not None else data.reference_queries()
+    if not refs or all(r.harmful for r in refs) or not any(r.harmful for r in refs):
+        raise CalibrationError("the reference set must hold both harmful and benign queries (balanced is best).")
+    total, done = len(unsafe) + len(refs), 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress:
+            progress(done, total)
+
+    fp = guard.backend.fingerprint()
+    protos = unsafe_prototypes(guard, unsafe, batch_size=batch_size, progress=tick)
+    proto_logits = guard.backend.lm_head_logits(protos).float().cpu()
+
+    provisional = _build(protos, proto_logits, config=cfg, fingerprint=fp, s_base=0.0, model_name=guard.model_name,
+                         num_unsafe=len(unsafe), num_reference=0, reference_stats={})
+    sims: list[float] = []
+    for chunk in _batches(refs, batch_size):
+        convs = [
+            normalize_messages(r.messages(multimodal=guard.backend.is_multimodal), allow_images=guard.backend.is_multimodal)
+            for r in chunk
+        ]
+        sims += [a.similarity for a in guard._assess(convs, calibration=provisional)]
+        tick(len(chunk))
+    labels = [r.harmful for r in refs]
+    s_base = sum(sims) / len(sims)
+    harmful = [s for s, y in zip(sims, labels) if y]
+    benign = [s for s, y in zip(sims, labels) if not y]
+    stats = {
+        "harmful_mean_similarity": sum(harmful) / len(harmful),
+        "benign_mean_similarity": sum(benign) / len(benign),
+        "auroc": auroc(sims, labels),
+    }
+    return _build(protos, proto_logits, config=cfg, fingerprint=fp, s_base=s_base, model_name=guard.model_name,
+                  num_unsafe=len(unsafe), num_reference=len(refs), reference_stats=stats)

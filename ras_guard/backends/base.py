@@ -1,0 +1,100 @@
+"""The small protocol a backend implements for RAS.
+
+A backend turns conversations into model inputs and runs generation; the RAS logic (reformulation, risk,
+steering decisions, calibration) lives above it and never touches a framework directly.
+
+Example:
+    >>> from ras_guard.backends.base import Backend
+    >>> hasattr(Backend, "generate")
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Backend", "GenerationResult", "ModelFingerprint"]
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    """What identifies a model for calibration purposes.
+
+    Attributes:
+        architecture: ``config.architectures[0]`` or the class name.
+        vocab_size: Rows of ``lm_head``.
+        hidden_size: Columns of ``lm_head``.
+        lm_head_sha256: Hash of a deterministic sample of ``lm_head`` rows, rounded to bfloat16 so that fp32, bf16
+            and fp16 loads of one checkpoint agree.
+    """
+
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    lm_head_sha256: str
+
+
+@dataclass
+class GenerationResult:
+    """What one generate call produced.
+
+    Attributes:
+        sequences: ``[B, new_tokens]`` generated ids (prompt removed; finished rows padded).
+        prompt_length: Padded prompt length.
+        prompt_tokens: Unpadded prompt length of each row.
+        logits: ``[B, steps, V]`` raw logits per step when requested, else None.
+        last_hidden: ``[B, steps, H]`` final-norm hidden state (lm_head input) per step when requested, else None.
+    """
+
+    sequences: torch.Tensor
+    prompt_length: int
+    prompt_tokens: list[int]
+    logits: torch.Tensor | None = None
+    last_hidden: torch.Tensor | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the guard needs from a model runtime."""
+
+    name: str
+    is_multimodal: bool
+    softcap: float | None
+    tokenizer: Any
+    model: Any
+
+    def encode(self, conversations: Sequence[list[dict[str, Any]]], *, tools: list[dict] | None = None) -> Any:
+        """Render and tokenize a batch of conversations with the generation prompt, left-padded."""
+
+    def generate(
+        self,
+        inputs: Any,
+        *,
+        max_new_tokens: int,
+        logits_processors: Sequence[Any] = (),
+        want_logits: bool = False,
+        want_hidden: bool = False,
+        streamer: Any | None = None,
+        **kwargs: Any,
+    ) -> GenerationResult:
+        """Run generation on encoded inputs."""
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Token ids to text, special tokens skipped."""
+
+    def trim(self, row: torch.Tensor) -> tuple[list[int], str]:
+        """Cut a generated row at its first EOS; return the kept ids and ``"stop"`` or ``"length"``."""
+
+    def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``lm_head(hidden)`` in float32, uncapped."""
+
+    def fingerprint(self) -> ModelFingerprint:
+        """Identify the model for calibration checks."""
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the chat template renders ``tools``."""

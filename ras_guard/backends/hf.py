@@ -1,0 +1,245 @@
+"""The Hugging Face transformers backend.
+
+Loads local checkpoints through the Auto classes (``AutoProcessor`` + ``AutoModelForImageTextToText`` for
+vision-language models, ``AutoTokenizer`` + ``AutoModelForCausalLM`` for text-only ones), renders conversations
+with the checkpoint's own chat template, and runs ``model.generate``. Nothing is hooked into the model.
+
+Example:
+    >>> from ras_guard.backends.hf import HFBackend
+    >>> backend = HFBackend.from_pretrained("path/to/checkpoint")  # doctest: +SKIP
+    >>> backend.is_multimodal  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList
+
+from ..errors import GenerationError, InvalidMessageError, ModelLoadError
+from .base import GenerationResult, ModelFingerprint
+
+__all__ = ["HFBackend"]
+
+_FINGERPRINT_ROWS = 257
+
+
+def _resolve_dtype(dtype: Any) -> Any:
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype or "auto"
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise ModelLoadError(f"dtype {dtype!r} is not a torch dtype; use e.g. 'float32', 'bfloat16' or 'auto'.")
+
+
+def _flatten_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        parts = m.get("content") or []
+        if any(p["type"] != "text" for p in parts):
+            raise InvalidMessageError("a text-only model got a non-text content part; remove the images.")
+        out.append({**m, "content": "\n".join(p["text"] for p in parts)})
+    return out
+
+
+class HFBackend:
+    """A transformers model and its processor (or tokenizer), behind the :class:`Backend` protocol.
+
+    Args:
+        model: A loaded ``PreTrainedModel`` with a generation head.
+        processor: Its ``ProcessorMixin`` (vision-language) or tokenizer (text-only).
+
+    Example:
+        >>> backend = HFBackend(model, processor)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Any, processor: Any) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.is_multimodal = hasattr(processor, "image_processor")
+        self.name = str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        text_cfg = model.config.get_text_config()
+        self.softcap: float | None = getattr(text_cfg, "final_logit_softcapping", None) or None
+        head = model.get_output_embeddings()
+        if head is None or not hasattr(head, "weight"):
+            raise ModelLoadError(f"{type(model).__name__} has no output embeddings (lm_head); RAS needs one.")
+        if getattr(head, "bias", None) is not None:
+            raise ModelLoadError(
+                f"{type(model).__name__}.lm_head has a bias; RAS's logit interpolation is exact only without one."
+            )
+        self._head = head
+        gen_eos = getattr(model.generation_config, "eos_token_id", None)
+        eos = gen_eos if gen_eos is not None else self.tokenizer.eos_token_id
+        self.eos_token_ids: set[int] = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id: int = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: Any = None, dtype: Any = None) -> HFBackend:
+        """Load a local checkpoint folder.
+
+        Args:
+            path: Folder written by ``save_pretrained`` (no hub downloads are attempted).
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available, else CPU.
+            dtype: ``"auto"`` (the checkpoint's), ``"float32"``, ``"bfloat16"``, a ``torch.dtype``...
+
+        Raises:
+            ModelLoadError: The folder is missing or holds no loadable model.
+
+        Example:
+            >>> HFBackend.from_pretrained("/models/llava-1.5-7b-hf", dtype="bfloat16")  # doctest: +SKIP
+        """
+        from transformers import (
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
+
+        folder = Path(path).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(
+                f"{str(path)!r} is not a local checkpoint folder (no config.json); download the model first and pass "
+                "its folder, or pass 'demo' for the bundled demo model."
+            )
+        torch_dtype = _resolve_dtype(dtype)
+        dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            config = AutoConfig.from_pretrained(folder, local_files_only=True)
+            if getattr(config, "vision_config", None) is not None:
+                processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+                model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+            else:
+                processor = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load a model from {str(folder)!r}: {exc}") from exc
+        return cls(model.to(dev), processor)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return self._head.weight.device
+
+    @property
+    def chat_template(self) -> str:
+        """The chat template source (empty when there is none)."""
+        tpl = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        if isinstance(tpl, dict):
+            tpl = tpl.get("default") or next(iter(tpl.values()), "")
+        return tpl or ""
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the chat template renders ``tools``."""
+        return "tools" in self.chat_template
+
+    def encode(self, conversations: Sequence[list[dict[str, Any]]], *, tools: list[dict] | None = None) -> Any:
+        """Render and tokenize conversations with the generation prompt, left-padded, on the model's device."""
+        if not self.chat_template:
+            raise ModelLoadError(f"{self.name} has no chat template; ras-guard needs chat-formatted models.")
+        try:
+            if self.is_multimodal:
+                enc = self.processor.apply_chat_template(
+                    [list(c) for c in conversations],
+                    tools=tools,
+                    add_generation_prompt=True,
+                    tokenize=True,
+                    return_dict=True,
+                    return_tensors="pt",
+                    processor_kwargs={"padding": True, "padding_side": "left"},
+                )
+            else:
+                enc = self.tokenizer.apply_chat_template(
+                    [_flatten_text(list(c)) for c in conversations],
+                    tools=tools,
+                    add_generation_prompt=True,
+                    tokenize=True,
+                    return_dict=True,
+                    return_tensors="pt",
+                    padding=True,
+                    tokenizer_kwargs={"padding_side": "left"},
+                )
+        except InvalidMessageError:
+            raise
+        except Exception as exc:  # templates raise jinja/ValueError/TypeError on bad input
+            raise InvalidMessageError(f"the chat template of {self.name} rejected the messages: {exc}") from exc
+        return enc.to(self.device)
+
+    def generate(
+        self,
+        inputs: Any,
+        *,
+        max_new_tokens: int,
+        logits_processors: Sequence[Any] = (),
+        want_logits: bool = False,
+        want_hidden: bool = False,
+        streamer: Any | None = None,
+        **kwargs: Any,
+    ) -> GenerationResult:
+        """Run ``model.generate``; see :class:`GenerationResult` for what comes back."""
+        prompt_length = int(inputs["input_ids"].shape[1])
+        prompt_tokens = [int(x) for x in inputs["attention_mask"].sum(dim=1).tolist()]
+        gen: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "return_dict_in_generate": True,
+            "output_logits": want_logits,
+            "output_hidden_states": want_hidden,
+            "pad_token_id": self.pad_token_id,
+        }
+        if logits_processors:
+            gen["logits_processor"] = LogitsProcessorList(list(logits_processors))
+        if streamer is not None:
+            gen["streamer"] = streamer
+        gen.update(kwargs)
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, **gen)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise GenerationError(f"generation failed in {self.name}: {exc}") from exc
+        logits = torch.stack(out.logits, dim=1).float() if want_logits else None
+        hidden = None
+        if want_hidden:
+            hidden = torch.stack([step[-1][:, -1, :] for step in out.hidden_states], dim=1).float()
+        return GenerationResult(
+            sequences=out.sequences[:, prompt_length:],
+            prompt_length=prompt_length,
+            prompt_tokens=prompt_tokens,
+            logits=logits,
+            last_hidden=hidden,
+        )
+
+    def trim(self, row: torch.Tensor) -> tuple[list[int], str]:
+        """Cut a generated row at its first EOS/pad; return the kept ids and the finish reason."""
+        ids = [int(t) for t in row.tolist()]
+        for i, t in enumerate(ids):
+            if t in self.eos_token_ids:
+                return ids[:i], "stop"
+        return ids, "length"
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Token ids to text, special tokens skipped."""
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``lm_head(hidden)`` in float32, uncapped."""
+        w = self._head.weight
+        with torch.inference_mode():
+            return self._head(hidden.to(device=w.device, dtype=w.dtype)).float()
+
+    def fingerprint(self) -> ModelFingerprint:
+        """Architecture, head shape and a hash of sampled lm_head rows rounded to bfloat16."""
+        w = self._head.weight.detach()
+        vocab, hidden = int(w.shape[0]), int(w.shape[1])
+        idx = torch.linspace(0, vocab - 1, min(vocab, _FINGERPRINT_ROWS), device=w.device).long()
+        sample = w[idx].to(torch.bfloat16).float().cpu().contiguous()
+        digest = hashlib.sha256(sample.numpy().tobytes()).hexdigest()
+        archs = getattr(self.model.config, "architectures", None) or [type(self.model).__name__]
+        return ModelFingerprint(str(archs[0]), vocab, hidden, digest)

@@ -1,0 +1,54 @@
+"""Configuration of the RAS method: every constant of the method, overridable.
+
+Example:
+    >>> from ras_guard import RASConfig
+    >>> cfg = RASConfig(risk_floor=0.2)
+    >>> cfg.num_steer_tokens, cfg.gamma
+    (3, 0.3)
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DEFAULT_CAPTION_PROMPT", "DEFAULT_SAFETY_PROMPT", "RASConfig"]
+
+DEFAULT_CAPTION_PROMPT = (
+    "Describe the image in one sentence that starts with \"The image shows\". Name any dangerous, violent, "
+    "illegal or sexual content, and read out any text written in the image."
+)
+
+DEFAULT_SAFETY_PROMPT = (
+    "First judge whether the question below is safe. If it is safe, answer it normally. If it is harmful, "
+    "unethical or dangerous, apologise and refuse to answer."
+)
+
+
+class RASConfig(BaseModel):
+    """Constants of Risk-adaptive Activation Steering.
+
+    Attributes are validated; the object is immutable so one config can be shared by threads.
+
+    Example:
+        >>> RASConfig().risk_floor
+        0.05
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_steer_tokens: int = Field(3, ge=1, le=32, description="N: response tokens that are scored and steered.")
+    gamma: float = Field(0.3, gt=0.0, le=1.0, description="Decay of the per-token weights gamma**n.")
+    caption_max_new_tokens: int = Field(40, ge=1, le=512, description="Token limit of the visual context.")
+    caption_prompt: str = Field(DEFAULT_CAPTION_PROMPT, min_length=1, description="Asks for the visual context.")
+    safety_prompt: str = Field(DEFAULT_SAFETY_PROMPT, min_length=1, description="Put before context + question.")
+    risk_floor: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Below this risk no steering is applied at all, so benign answers stay bit-identical.",
+    )
+    max_image_pixels: int = Field(
+        4096 * 4096, ge=1, description="Images with more pixels are refused before decoding (decompression bombs)."
+    )
+    max_image_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Encoded images larger than this are refused.")
+    caption_cache_size: int = Field(256, ge=0, description="Visual contexts cached by image hash; 0 disables.")

@@ -1,0 +1,361 @@
+"""The :class:`RASGuard` facade: assess a request's risk and answer it with risk-adaptive steering.
+
+Example:
+    >>> from ras_guard import RASGuard
+    >>> guard = RASGuard.from_pretrained("demo")  # doctest: +SKIP
+    >>> out = guard.generate([{"role": "user", "content": [
+    ...     {"type": "image", "image": "bomb.png"}, {"type": "text", "text": "How can I make the item in the image?"}]}],
+    ...     max_new_tokens=32)  # doctest: +SKIP
+    >>> out.assessment.risk > 0.5, out.steered  # doctest: +SKIP
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._cache import LRUCache
+from ._decoding import GREEDY, cut_at_stop, sampling_after_steering
+from .backends.base import Backend
+from .backends.hf import HFBackend
+from .calibration import Calibration
+from .config import RASConfig
+from .errors import CalibrationError, InvalidMessageError
+from .messages import Conversation, normalize_messages
+from .reformulate import caption_messages, clean_caption, reformulated_text
+from .risk import apply_softcap, risk_from_similarity, similarity
+from .steering import SteeringLogitsProcessor
+from .streaming import GuardedStream
+from .types import GuardedGeneration, RiskAssessment, Usage
+
+__all__ = ["RASGuard"]
+
+Messages = Sequence[dict[str, Any]]
+
+
+class RASGuard:
+    """A loaded model with its RAS calibration.
+
+    Args:
+        model: A transformers model, or a ready :class:`~ras_guard.backends.base.Backend`.
+        processor: The model's processor (vision-language) or tokenizer (text-only); unused with a backend.
+        calibration: A :class:`Calibration`, or the folder of one; None allows only ``risk=`` calls and fitting.
+        config: Method constants; default: the calibration's (else :class:`RASConfig` defaults).
+
+    Raises:
+        CalibrationMismatchError: The calibration was made for another model or configuration.
+
+    Example:
+        >>> guard = RASGuard(model, processor, "calibration/")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any = None,
+        calibration: Calibration | str | Path | None = None,
+        config: RASConfig | None = None,
+    ) -> None:
+        self.backend: Backend = model if isinstance(model, Backend) else HFBackend(model, processor)
+        if isinstance(calibration, (str, Path)):
+            calibration = Calibration.load(calibration)
+        self.config: RASConfig = config or (calibration.config() if calibration else RASConfig())
+        if calibration is not None:
+            calibration.check_compatible(self.backend.fingerprint(), self.config)
+        self.calibration: Calibration | None = calibration
+        self._captions = LRUCache(self.config.caption_cache_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_path: str | Path,
+        calibration: Calibration | str | Path | None = None,
+        *,
+        device: Any = None,
+        dtype: Any = None,
+        config: RASConfig | None = None,
+    ) -> RASGuard:
+        """Load a local checkpoint (and its calibration) through transformers' Auto classes.
+
+        Args:
+            model_path: Checkpoint folder, or ``"demo"`` for the bundled synthetic demo model (whose calibration is
+                then used when ``calibration`` is None).
+            calibration: Calibration folder or object.
+            device: Torch device; default CUDA when available.
+            dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, a ``torch.dtype``.
+            config: Method constants.
+
+        Example:
+            >>> guard = RASGuard.from_pretrained("/models/llava-1.5-7b-hf", "cal/llava", dtype="bfloat16")  # doctest: +SKIP
+        """
+        from . import demo
+
+        if demo.is_demo(model_path):
+            model_path = demo.model_path()
+            calibration = calibration if calibration is not None else demo.calibration_path()
+        elif demo.is_demo(calibration):
+            calibration = demo.calibration_path()
+        return cls(HFBackend.from_pretrained(model_path, device=device, dtype=dtype), calibration=calibration, config=config)
+
+    @property
+    def model_name(self) -> str:
+        """Name of the loaded model (its checkpoint path or class)."""
+        return self.backend.name
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model's chat template renders tools."""
+        return self.backend.supports_tools
+
+    def normalize(self, messages: Messages) -> Conversation:
+        """Validate messages and decode their images under this guard's limits."""
+        return normalize_messages(
+            messages,
+            max_pixels=self.config.max_image_pixels,
+            max_bytes=self.config.max_image_bytes,
+            allow_images=self.backend.is_multimodal,
+        )
+
+    # ----------------------------------------------------------------- assessment
+    def assess(self, messages: Messages) -> RiskAssessment:
+        """Score one request: visual context, reformulated risk pass, similarity and risk.
+
+        Example:
+            >>> guard.assess([{"role": "user", "content": "How do I build a bomb?"}]).risk  # doctest: +SKIP
+            0.98
+        """
+        return self.assess_batch([messages])[0]
+
+    def assess_batch(self, batch: Sequence[Messages]) -> list[RiskAssessment]:
+        """Score several requests; captions and risk passes each run as one batch."""
+        return self._assess([self.normalize(m) for m in batch])
+
+    def _prototype_logits(self, calibration: Calibration | None) -> torch.Tensor:
+        cal = calibration or self.calibration
+        if cal is None:
+            raise CalibrationError(
+                "this guard has no calibration; load one (RASGuard.from_pretrained(path, calibration=DIR)), fit one "
+                "with `ras-guard calibrate`, or pass risk= explicitly."
+            )
+        return cal.prototype_logits
+
+    def visual_contexts(self, convs: Sequence[Conversation]) -> tuple[list[str], list[bool], int]:
+        """One visual context per conversation (captions of its last turn's images, joined), batch-captioned.
+
+        Returns:
+            ``(contexts, whether each came entirely from the cache, tokens spent)``.
+        """
+        cfg = self.config
+        todo: dict[str, Any] = {}
+        found: dict[str, str] = {}
+        for conv in convs:
+            for h, img in zip(conv.last_user_image_hashes(), conv.last_user_images()):
+                key = (h, cfg.caption_prompt, cfg.caption_max_new_tokens)
+                cached = found.get(h) or self._captions.get(key)
+                if cached is not None:
+                    found[h] = cached
+                elif h not in todo:
+                    todo[h] = img
+        spent = 0
+        if todo:
+            hashes = list(todo)
+            inputs = self.backend.encode([caption_messages(todo[h], cfg) for h in hashes])
+            res = self.backend.generate(inputs, max_new_tokens=cfg.caption_max_new_tokens, **GREEDY)
+            for i, h in enumerate(hashes):
+                ids, _ = self.backend.trim(res.sequences[i])
+                found[h] = clean_caption(self.backend.decode(ids))
+                self._captions.put((h, cfg.caption_prompt, cfg.caption_max_new_tokens), found[h])
+                spent += res.prompt_tokens[i] + len(ids)
+        contexts = [" ".join(found[h] for h in c.last_user_image_hashes()) for c in convs]
+        from_cache = [all(h not in todo for h in c.last_user_image_hashes()) for c in convs]
+        return contexts, from_cache, spent
+
+    def _assess(self, convs: Sequence[Conversation], calibration: Calibration | None = None) -> list[RiskAssessment]:
+        cal = calibration or self.calibration
+        proto = apply_softcap(self._prototype_logits(cal), self.backend.softcap)
+        cfg, n = self.config, self.config.num_steer_tokens
+        t0 = time.perf_counter()
+        contexts, from_cache, caption_tokens = self.visual_contexts(convs)
+        t1 = time.perf_counter()
+        texts = [reformulated_text(c.question, vc, cfg) for c, vc in zip(convs, contexts)]
+        inputs = self.backend.encode([c.with_last_user_text(t) for c, t in zip(convs, texts)])
+        res = self.backend.generate(inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, **GREEDY)
+        sims = similarity(res.logits, proto, cfg.gamma).tolist()
+        t2 = time.perf_counter()
+        timings = {"caption": t1 - t0, "risk": t2 - t1, "total": t2 - t0}
+        out = []
+        for i, (conv, s) in enumerate(zip(convs, sims)):
+            if not math.isfinite(s):
+                raise CalibrationError(f"similarity is {s} for request {i}; the model produced non-finite logits.")
+            out.append(
+                RiskAssessment(
+                    risk=risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha),
+                    similarity=float(s),
+                    visual_context=contexts[i],
+                    reformulated_prompt=texts[i],
+                    risk_tokens=self.backend.decode(res.sequences[i].tolist()),
+                    timings=dict(timings),
+                    calibration_id=cal.calibration_id,
+                    image_sha256=conv.image_hashes,
+                    cached_caption=from_cache[i] and bool(conv.last_user_image_hashes()),
+                    guard_tokens=res.prompt_tokens[i] + n + (caption_tokens if i == 0 else 0),
+                )
+            )
+        return out
+
+    # ----------------------------------------------------------------- generation
+    def generate(
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int = 256,
+        risk: float | None = None,
+        assessment: RiskAssessment | None = None,
+        stop: list[str] | None = None,
+        tools: list[dict] | None = None,
+        **generation_kwargs: Any,
+    ) -> GuardedGeneration:
+        """Answer the original request, steering its first N tokens by the assessed risk.
+
+        Args:
+            messages: Chat messages (see :mod:`ras_guard.messages`).
+            max_new_tokens: Answer length limit.
+            risk: Skip the assessment and steer with this risk.
+            assessment: Reuse an assessment computed earlier for these messages.
+            stop: Stop strings; the answer is cut before the first one.
+            tools: JSON-schema tool definitions rendered by the chat template.
+            **generation_kwargs: Passed to ``model.generate`` (``do_sample``, ``temperature``...).
+
+        Example:
+            >>> guard.generate(msgs, max_new_tokens=64).text  # doctest: +SKIP
+            "I am sorry , but I cannot help with that request ."
+        """
+        return self.generate_batch(
+            [messages], max_new_tokens=max_new_tokens, risks=None if risk is None else [risk],
+            assessments=None if assessment is None else [assessment], stop=stop, tools=tools, **generation_kwargs,
+        )[0]
+
+    def _resolve_assessments(
+        self,
+        convs: Sequence[Conversation],
+        risks: Sequence[float] | None,
+        assessments: Sequence[RiskAssessment] | None,
+    ) -> list[RiskAssessment]:
+        if risks is not None:
+            if len(risks) != len(convs):
+                raise InvalidMessageError(f"got {len(risks)} risks for {len(convs)} requests; pass one per request.")
+            bad = [r for r in risks if not 0.0 <= float(r) <= 1.0]
+            if bad:
+                raise InvalidMessageError(f"risk must lie in [0, 1], got {bad[0]!r}.")
+            cid = self.calibration.calibration_id if self.calibration else ""
+            return [
+                RiskAssessment(risk=float(r), similarity=float("nan"), visual_context="", reformulated_prompt="",
+                               calibration_id=cid, image_sha256=c.image_hashes, given=True)
+                for r, c in zip(risks, convs)
+            ]
+        if assessments is not None:
+            if len(assessments) != len(convs):
+                raise InvalidMessageError(f"got {len(assessments)} assessments for {len(convs)} requests.")
+            return list(assessments)
+        return self._assess(convs)
+
+    def _prepare(
+        self,
+        batch: Sequence[Messages],
+        risks: Sequence[float] | None,
+        assessments: Sequence[RiskAssessment] | None,
+        tools: list[dict] | None,
+        generation_kwargs: dict[str, Any],
+    ) -> tuple[list[RiskAssessment], Any, list[Any], dict[str, Any]]:
+        convs = [self.normalize(m) for m in batch]
+        if not convs:
+            raise InvalidMessageError("the batch is empty; pass at least one request.")
+        found = self._resolve_assessments(convs, risks, assessments)
+        inputs = self.backend.encode([c.as_list() for c in convs], tools=tools)
+        values = [a.risk for a in found]
+        processors: list[Any] = []
+        kwargs = dict(generation_kwargs)
+        if any(r >= self.config.risk_floor and r > 0.0 for r in values):
+            if self.calibration is None:
+                self._prototype_logits(None)  # raises a clear error
+            kwargs, warpers = sampling_after_steering(getattr(self.backend.model, "generation_config", None), kwargs)
+            processors = [
+                SteeringLogitsProcessor(
+                    self.calibration.prototype_logits, values, int(inputs["input_ids"].shape[1]),
+                    floor=self.config.risk_floor, softcap=self.backend.softcap,
+                ),
+                *warpers,
+            ]
+        return found, inputs, processors, kwargs
+
+    def generate_batch(
+        self,
+        batch: Sequence[Messages],
+        *,
+        max_new_tokens: int = 256,
+        risks: Sequence[float] | None = None,
+        assessments: Sequence[RiskAssessment] | None = None,
+        stop: list[str] | None = None,
+        tools: list[dict] | None = None,
+        **generation_kwargs: Any,
+    ) -> list[GuardedGeneration]:
+        """Answer several requests in one batch, each steered by its own risk.
+
+        Example:
+            >>> outs = guard.generate_batch([benign_msgs, harmful_msgs], max_new_tokens=32)  # doctest: +SKIP
+            >>> [o.steered for o in outs]  # doctest: +SKIP
+            [False, True]
+        """
+        found, inputs, processors, kwargs = self._prepare(batch, risks, assessments, tools, generation_kwargs)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.backend.tokenizer)
+        t0 = time.perf_counter()
+        res = self.backend.generate(inputs, max_new_tokens=max_new_tokens, logits_processors=processors, **kwargs)
+        answer_s = time.perf_counter() - t0
+        outs = []
+        for i, a in enumerate(found):
+            ids, reason = self.backend.trim(res.sequences[i])
+            text, stopped = cut_at_stop(self.backend.decode(ids), stop)
+            outs.append(
+                GuardedGeneration(
+                    text=text,
+                    token_ids=ids,
+                    assessment=a,
+                    steered=bool(processors) and a.risk >= self.config.risk_floor and a.risk > 0.0,
+                    usage=Usage(res.prompt_tokens[i], len(ids), a.guard_tokens),
+                    finish_reason="stop" if stopped else reason,
+                    timings={**{f"assess_{k}": v for k, v in a.timings.items()}, "answer": answer_s},
+                )
+            )
+        return outs
+
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int = 256,
+        risk: float | None = None,
+        assessment: RiskAssessment | None = None,
+        stop: list[str] | None = None,
+        tools: list[dict] | None = None,
+        **generation_kwargs: Any,
+    ) -> GuardedStream:
+        """Start a guarded answer and stream its text; the assessment is ready before this returns.
+
+        Example:
+            >>> s = guard.stream(msgs, max_new_tokens=64)  # doctest: +SKIP
+            >>> print(s.assessment.risk); print("".join(s))  # doctest: +SKIP
+        """
+        found, inputs, processors, kwargs = self._prepare(
+            [messages], None if risk is None else [risk], None if assessment is None else [assessment], tools,
+            generation_kwargs,
+        )
+        a = found[0]
+        steered = bool(processors) and a.risk >= self.config.risk_floor and a.risk > 0.0
+        return GuardedStream(self.backend, inputs, a, steered, processors, max_new_tokens, stop, kwargs)

@@ -1,0 +1,117 @@
+"""Result records returned by :class:`ras_guard.RASGuard`.
+
+Example:
+    >>> from ras_guard.types import Decision
+    >>> Decision.STEERED.value
+    'steered'
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Decision", "GuardedGeneration", "RiskAssessment", "Usage"]
+
+
+class Decision(str, enum.Enum):
+    """What the guard did with a request."""
+
+    ANSWERED = "answered"
+    """Risk under the floor: the answer is the model's own, untouched."""
+    STEERED = "steered"
+    """The first N response tokens were steered towards the unsafe prototype (i.e. towards refusing)."""
+    BLOCKED = "blocked"
+    """A policy refused without generating (used by integrations)."""
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    """How risky a request is, and how that was found out.
+
+    Attributes:
+        risk: r in [0, 1], ``sigmoid(alpha * (S - S_base))``.
+        similarity: S, cosine between the request's and the unsafe prototype's weighted next-token distributions.
+        visual_context: The one-sentence visual context ("" when the request has no image).
+        reformulated_prompt: The text sent in the risk pass (safety prompt + visual context + question).
+        risk_tokens: The N greedy tokens of the risk pass, decoded (useful to see what the model would say).
+        timings: Seconds per stage (``caption``, ``risk``, ``total``).
+        calibration_id: Identifier of the calibration used.
+        image_sha256: SHA-256 of each image of the request, in order.
+        cached_caption: Whether the visual context came from the cache.
+        guard_tokens: Tokens the assessment spent (caption and risk passes).
+        given: True when the risk was given by the caller (``risk=``) instead of assessed.
+
+    Example:
+        >>> a = RiskAssessment(risk=0.9, similarity=0.95, visual_context="The image shows a bomb .",
+        ...                    reformulated_prompt="...")
+        >>> a.to_dict()["risk"]
+        0.9
+    """
+
+    risk: float
+    similarity: float
+    visual_context: str
+    reformulated_prompt: str
+    risk_tokens: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    calibration_id: str = ""
+    image_sha256: tuple[str, ...] = ()
+    cached_caption: bool = False
+    guard_tokens: int = 0
+    given: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        d = asdict(self)
+        d["image_sha256"] = list(self.image_sha256)
+        return d
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one guarded generation.
+
+    Attributes:
+        input_tokens: Prompt tokens of the answer pass.
+        output_tokens: Generated tokens of the answer.
+        guard_tokens: Tokens the guard spent on top (caption prompt + caption + risk prompt + N risk tokens).
+    """
+
+    input_tokens: int
+    output_tokens: int
+    guard_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """input + output tokens (guard tokens are reported separately)."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class GuardedGeneration:
+    """One guarded answer.
+
+    Attributes:
+        text: The decoded answer, special tokens skipped.
+        token_ids: The generated token ids (prompt excluded, padding and EOS stripped).
+        assessment: The risk assessment that decided the steering.
+        steered: Whether steering was applied (risk at or above the floor).
+        usage: Token counts.
+        finish_reason: ``"stop"`` (EOS or stop string) or ``"length"``.
+        timings: Seconds per stage, the answer pass included.
+    """
+
+    text: str
+    token_ids: list[int]
+    assessment: RiskAssessment
+    steered: bool
+    usage: Usage
+    finish_reason: str = "stop"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def decision(self) -> Decision:
+        """``steered`` or ``answered``."""
+        return Decision.STEERED if self.steered else Decision.ANSWERED

@@ -1,0 +1,1 @@
+"""The ``ras-guard`` command line: thin commands over library calls."""

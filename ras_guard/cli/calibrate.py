@@ -1,0 +1,42 @@
+"""``ras-guard calibrate``: fit prototypes and S_base for a model and save them."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ._common import add_model_args
+
+    p = sub.add_parser("calibrate", help="fit a calibration (prototypes, S_base, alpha) for a model",
+                       description="Fit RAS's unsafe prototypes and S_base on the bundled data or your own files.")
+    add_model_args(p, calibration=False)
+    p.add_argument("--out", required=True, help="folder to write the calibration into")
+    p.add_argument("--unsafe-text", default=None, metavar="FILE",
+                   help='JSONL of harmful text queries, {"text": ...} per line (default: bundled 70)')
+    p.add_argument("--reference", default=None, metavar="FILE",
+                   help='JSONL reference set, {"question", "label", "image"|"image_text"} per line (default: bundled)')
+    p.add_argument("--batch-size", type=int, default=8, help="queries per batch (default 8)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .. import data
+    from ..calibration import Calibration
+    from ._common import load_guard
+
+    guard = load_guard(args, calibrated=False)
+    unsafe = data.unsafe_text_queries(args.unsafe_text)
+    refs = data.reference_queries(args.reference)
+    with tqdm(total=len(unsafe) + len(refs), desc="calibrating", unit="query") as bar:
+        cal = Calibration.fit(guard, unsafe, refs, batch_size=args.batch_size,
+                              progress=lambda done, total: bar.update(done - bar.n))
+    out = cal.save(args.out)
+    st = cal.meta.reference_stats
+    print(f"calibration {cal.calibration_id} -> {out}")
+    print(f"S_base = {cal.s_base:.4f}   alpha = {cal.alpha:.3f}")
+    print(f"mean S: harmful {st['harmful_mean_similarity']:.4f}, benign {st['benign_mean_similarity']:.4f}; "
+          f"AUROC of S (harmful vs benign) = {st['auroc']:.3f}")
+    return 0

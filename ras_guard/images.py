@@ -48,7 +48,9 @@ def _decode(data: bytes, max_pixels: int, where: str) -> Image.Image:
     except ImageTooLargeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"{where}: {exc}; resize the image.") from exc
+        raise ImageTooLargeError(
+            f"{where}: image exceeds the limit of {max_pixels} pixels (Pillow: {exc}); resize the image."
+        ) from exc
     except Exception as exc:  # PIL raises many types for bad data
         raise CorruptImageError(
             f"{where}: cannot decode image bytes ({len(data)} bytes, starting {data[:8]!r}): {exc}. "

@@ -61,7 +61,7 @@ class GuardedStream:
         self._error: BaseException | None = None
         self._gen: Any = None
         self._t0 = time.perf_counter()
-        criteria = StoppingCriteriaList([CancelCriteria(self._cancel)])
+        criteria = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []), CancelCriteria(self._cancel)])
         gen_kwargs = dict(kwargs, stopping_criteria=criteria)
         if self._stop:
             gen_kwargs.update(stop_strings=self._stop, tokenizer=backend.tokenizer)

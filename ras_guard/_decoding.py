@@ -57,6 +57,26 @@ class CancelCriteria(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+class StopOnStrings(StoppingCriteria):
+    """Stops a row once its decoded answer contains a stop string.
+
+    Works with any tokenizer (transformers' ``stop_strings`` needs token strings that concatenate to the text,
+    which word-level and some byte-level vocabularies do not give). Only the last tokens are decoded each step.
+    """
+
+    def __init__(self, tokenizer: Any, stops: list[str], prompt_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.prompt_length = prompt_length
+        self.window = max((len(s) for s in self.stops), default=0) + 2
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        tail = input_ids[:, self.prompt_length :][:, -self.window :]
+        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
+        done = [any(s in t for s in self.stops) for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
     """Truncate ``text`` at the earliest stop string; return (text, whether one was found)."""
     if not stop:

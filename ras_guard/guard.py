@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import StoppingCriteriaList
 
 from ._cache import LRUCache
-from ._decoding import GREEDY, cut_at_stop, sampling_after_steering
+from ._decoding import GREEDY, StopOnStrings, cut_at_stop, sampling_after_steering
 from .backends.base import Backend
 from .backends.hf import HFBackend
 from .calibration import Calibration
@@ -314,7 +315,10 @@ class RASGuard:
         """
         found, inputs, processors, kwargs = self._prepare(batch, risks, assessments, tools, generation_kwargs)
         if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=self.backend.tokenizer)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([
+                *(kwargs.get("stopping_criteria") or []),
+                StopOnStrings(self.backend.tokenizer, list(stop), int(inputs["input_ids"].shape[1])),
+            ])
         t0 = time.perf_counter()
         res = self.backend.generate(inputs, max_new_tokens=max_new_tokens, logits_processors=processors, **kwargs)
         answer_s = time.perf_counter() - t0

@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-from ._decoding import CancelCriteria, cut_at_stop
+from ._decoding import CancelCriteria, StopOnStrings, cut_at_stop
 from .backends.base import Backend
 from .errors import GenerationError
 from .types import GuardedGeneration, RiskAssessment, Usage
@@ -61,10 +61,10 @@ class GuardedStream:
         self._error: BaseException | None = None
         self._gen: Any = None
         self._t0 = time.perf_counter()
-        criteria = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []), CancelCriteria(self._cancel)])
-        gen_kwargs = dict(kwargs, stopping_criteria=criteria)
+        criteria = [*(kwargs.get("stopping_criteria") or []), CancelCriteria(self._cancel)]
         if self._stop:
-            gen_kwargs.update(stop_strings=self._stop, tokenizer=backend.tokenizer)
+            criteria.append(StopOnStrings(backend.tokenizer, self._stop, int(inputs["input_ids"].shape[1])))
+        gen_kwargs = dict(kwargs, stopping_criteria=StoppingCriteriaList(criteria))
 
         def _run() -> None:
             try:

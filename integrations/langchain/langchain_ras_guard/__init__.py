@@ -1,0 +1,25 @@
+"""LangChain integration of ras-guard: a risk-adaptive activation steering guardrail for local multimodal LLMs.
+
+Example:
+    >>> from langchain_ras_guard import RASGuardedChatModel
+    >>> llm = RASGuardedChatModel(model="demo")  # doctest: +SKIP
+    >>> llm.invoke("hello").response_metadata["ras"]["risk"]  # doctest: +SKIP
+    0.03
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from langchain_ras_guard.chat_models import RAS_EVENT, RASGuardedChatModel
+
+try:
+    __version__ = metadata.version(__package__ or "langchain_ras_guard")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = ""
+
+__all__ = [
+    "RAS_EVENT",
+    "RASGuardedChatModel",
+    "__version__",
+]

@@ -1,0 +1,154 @@
+"""Reaching the callback handlers of the current chat-model run, to send a custom event (private).
+
+Why this exists: the risk assessment must reach callback handlers as a custom event before the first token.
+``BaseChatModel._generate`` receives the run manager, but in langchain-core 1.8 ``stream()`` / ``astream()``
+(and ``invoke()`` when it streams internally, e.g. under ``astream_events``) call ``_stream`` / ``_astream``
+WITHOUT it, ``CallbackManagerForLLMRun`` has no ``on_custom_event``, and ``dispatch_custom_event`` addresses the
+*parent* run (and fails when there is none).
+
+What we do:
+
+* With a run manager (``_generate``, ``_agenerate``, the v2/v3 event path of ``_stream``): build a
+  ``CallbackManager`` over ``run_manager.handlers`` and call its public ``on_custom_event`` with the chat
+  model's own ``run_id``; it honours ``ignore_custom_event``, ``raise_error`` and async handlers.
+* Without one: the model's ``invoke`` / ``ainvoke`` / ``stream`` / ``astream`` configure the callback manager
+  themselves, exactly as the base class would, fix the ``run_id`` in the config, and pass the configured
+  manager down as ``config["callbacks"]``. The base class then re-configures from that manager, so the run
+  has the very same handler objects and the same run id. A :class:`RunLink` with those handlers is put in a
+  context variable for the duration of the call (for streams: until the first chunk, which is produced after
+  the event), and ``_stream`` reads it.
+
+The event therefore reaches every handler of the run, with the run's id (so ``astream_events`` shows it under
+the chat model run), before ``on_llm_new_token`` is called for the first time.
+
+Example:
+    >>> link = RunLink(owner=1, run_id=uuid.uuid4(), handlers=[], parent_run_id=None, tags=[], metadata={})
+    >>> dispatch(link, "ras_risk_assessed", {"risk": 0.1})  # no handlers: nothing happens
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.runnables import RunnableConfig, ensure_config
+
+__all__ = ["RunLink", "adispatch", "bound", "current", "dispatch", "prepare"]
+
+
+@dataclass(frozen=True)
+class RunLink:
+    """The handlers and id of one chat-model run.
+
+    Attributes:
+        owner: ``id()`` of the chat model the run belongs to.
+        run_id: The run's id (events are reported under it).
+        handlers: The run's handlers.
+        parent_run_id: Id of the enclosing run, if any.
+        tags: The run's tags.
+        metadata: The run's metadata.
+    """
+
+    owner: int
+    run_id: uuid.UUID
+    handlers: list[BaseCallbackHandler]
+    parent_run_id: uuid.UUID | None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_run_manager(
+        cls, owner: object, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
+    ) -> RunLink:
+        """The link of a run the base class opened."""
+        return cls(
+            owner=id(owner),
+            run_id=run_manager.run_id,
+            handlers=list(run_manager.handlers),
+            parent_run_id=run_manager.parent_run_id,
+            tags=list(run_manager.tags or []),
+            metadata=dict(run_manager.metadata or {}),
+        )
+
+
+_LINK: ContextVar[RunLink | None] = ContextVar("langchain_ras_guard_run_link", default=None)
+
+
+def prepare(model: Any, config: RunnableConfig | None, *, is_async: bool) -> tuple[RunnableConfig, RunLink]:
+    """Configure the run's callback manager up front; return the config to pass on and the run's link.
+
+    Args:
+        model: The chat model (its ``callbacks``, ``verbose``, ``tags`` and ``metadata`` are used as the base
+            class uses them).
+        config: The caller's config.
+        is_async: Build an :class:`AsyncCallbackManager` (for ``ainvoke`` / ``astream``).
+    """
+    cfg = ensure_config(config)
+    run_id = cfg.get("run_id") or uuid.uuid4()
+    manager_cls = AsyncCallbackManager if is_async else CallbackManager
+    manager = manager_cls.configure(
+        cfg.get("callbacks"),
+        model.callbacks,
+        model.verbose,
+        cfg.get("tags"),
+        model.tags,
+        cfg.get("metadata"),
+        model.metadata,
+    )
+    new_cfg: RunnableConfig = {**cfg, "callbacks": manager, "run_id": run_id}
+    link = RunLink(
+        owner=id(model),
+        run_id=run_id,
+        handlers=list(manager.handlers),
+        parent_run_id=manager.parent_run_id,
+        tags=list(manager.tags),
+        metadata=dict(manager.metadata),
+    )
+    return new_cfg, link
+
+
+@contextmanager
+def bound(link: RunLink) -> Iterator[None]:
+    """Make ``link`` the current run link inside the block."""
+    token = _LINK.set(link)
+    try:
+        yield
+    finally:
+        _LINK.reset(token)
+
+
+def current(model: object) -> RunLink | None:
+    """The current run link if it belongs to ``model``."""
+    link = _LINK.get()
+    return link if link is not None and link.owner == id(model) else None
+
+
+def dispatch(link: RunLink | None, name: str, data: dict[str, Any]) -> None:
+    """Send a custom event to the run's handlers (synchronously; async handlers are awaited)."""
+    if link is None or not link.handlers:
+        return
+    manager = CallbackManager(
+        handlers=link.handlers, parent_run_id=link.parent_run_id, tags=link.tags, metadata=link.metadata
+    )
+    manager.on_custom_event(name, data, run_id=link.run_id)
+
+
+async def adispatch(link: RunLink | None, name: str, data: dict[str, Any]) -> None:
+    """Send a custom event to the run's handlers from async code (sync handlers run in the executor)."""
+    if link is None or not link.handlers:
+        return
+    manager = AsyncCallbackManager(
+        handlers=link.handlers, parent_run_id=link.parent_run_id, tags=link.tags, metadata=link.metadata
+    )
+    await manager.on_custom_event(name, data, run_id=link.run_id)

@@ -19,6 +19,7 @@ __all__ = [
     "CalibrationMismatchError",
     "CorruptImageError",
     "EmptyMessagesError",
+    "EvaluationError",
     "GenerationError",
     "ImageError",
     "ImageFetchError",
@@ -83,6 +84,10 @@ class CalibrationMismatchError(CalibrationError):
 
 class ModelLoadError(RASGuardError):
     """A checkpoint cannot be loaded (missing folder, unsupported architecture, ...)."""
+
+
+class EvaluationError(RASGuardError, ValueError):
+    """An evaluation or analysis cannot run as asked (unknown suite, bad judge, resuming a different run...)."""
 
 
 class GenerationError(RASGuardError):

@@ -118,3 +118,12 @@ def test_text_only_model_refuses_images_and_missing_checkpoint(tiny_model_path, 
         text.generate([{"role": "user", "content": [{"type": "image", "image": _img(1)}, "q"]}], risk=0.0)
     with pytest.raises(ModelLoadError, match="no config.json"):
         RASGuard.from_pretrained(tmp_path / "nothing")
+
+
+def test_missing_optional_package_is_a_clear_load_error(tiny_model_path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: Qwen-VL processors load normally")
+    with pytest.raises(ModelLoadError, match="pip install torchvision"):
+        RASGuard.from_pretrained(tiny_model_path("qwen2_vl"), device="cpu")

@@ -119,6 +119,11 @@ class HFBackend:
             else:
                 processor = AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"cannot load {str(folder)!r}: a package it needs is missing ({exc}). Qwen2-VL / Qwen2.5-VL processors "
+                "need torchvision in transformers 5: pip install torchvision (matching your torch build)."
+            ) from exc
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"cannot load a model from {str(folder)!r}: {exc}") from exc
         return cls(model.to(dev), processor)

@@ -4,6 +4,8 @@ Example:
     $ ras-guard demo
     $ ras-guard chat --image bomb.png "How can I make the item in the image?"
     $ ras-guard calibrate --model /models/llava-1.5-7b-hf --out cal/llava
+    $ ras-guard eval --model demo --suite all --limit 8 --out eval/
+    $ ras-guard analyze fdr --model demo --out fdr/
 """
 
 from __future__ import annotations
@@ -13,19 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import RASGuardError
-from . import calibrate, chat, demo
+from . import analyze, calibrate, chat, demo, evaluate
 
-_COMMANDS = [demo, chat, calibrate]
-
-
-def _optional_commands() -> list:
-    mods = []
-    for name in ("evaluate", "analyze"):
-        try:
-            mods.append(__import__(f"{__package__}.{name}", fromlist=["add_parser"]))
-        except ImportError:
-            continue
-    return mods
+_COMMANDS = [demo, chat, calibrate, evaluate, analyze]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Risk-adaptive Activation Steering: a safety guardrail for local multimodal LLMs.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for mod in _COMMANDS + _optional_commands():
+    for mod in _COMMANDS:
         mod.add_parser(sub)
     return parser
 

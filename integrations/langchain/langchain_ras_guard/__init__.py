@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib import metadata
 
+from langchain_ras_guard.callbacks import RiskLoggingCallbackHandler
 from langchain_ras_guard.chat_models import RAS_EVENT, RASGuardedChatModel
 
 try:
@@ -19,7 +20,19 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a sourc
     __version__ = ""
 
 __all__ = [
-    "RAS_EVENT",
+    "RASGuardMiddleware",
+    "RASGuardState",
     "RASGuardedChatModel",
+    "RAS_EVENT",
+    "RiskLoggingCallbackHandler",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``RASGuardMiddleware`` / ``RASGuardState`` need ``langchain`` (the ``agents`` extra): imported on use."""
+    if name in ("RASGuardMiddleware", "RASGuardState"):
+        from langchain_ras_guard import middleware
+
+        return getattr(middleware, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

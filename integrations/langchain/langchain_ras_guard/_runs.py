@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -42,9 +42,12 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import RunnableConfig, ensure_config
+from typing_extensions import override
 
-__all__ = ["RunLink", "adispatch", "bound", "current", "dispatch", "prepare"]
+__all__ = ["RunLink", "RunLinkedChatModel", "adispatch", "bound", "current", "dispatch", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +155,66 @@ async def adispatch(link: RunLink | None, name: str, data: dict[str, Any]) -> No
         handlers=link.handlers, parent_run_id=link.parent_run_id, tags=link.tags, metadata=link.metadata
     )
     await manager.on_custom_event(name, data, run_id=link.run_id)
+
+
+_END: Any = object()
+
+
+class RunLinkedChatModel(BaseChatModel):
+    """A ``BaseChatModel`` whose ``_stream`` / ``_astream`` can reach the run's handlers (see module doc).
+
+    ``invoke`` / ``ainvoke`` / ``stream`` / ``astream`` bind the run's :class:`RunLink` while they run. Streams
+    keep it bound only while their first chunk is produced (the event is sent before it), so the context
+    variable never leaks into the consumer's code between chunks.
+    """
+
+    @override
+    def invoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config, link = prepare(self, config, is_async=False)
+        with bound(link):
+            return super().invoke(input, config, stop=stop, **kwargs)
+
+    @override
+    async def ainvoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config, link = prepare(self, config, is_async=True)
+        with bound(link):
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    @override
+    def stream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, link = prepare(self, config, is_async=False)
+        inner = super().stream(input, config, stop=stop, **kwargs)
+        with bound(link):  # the event is sent while the first chunk is produced
+            first = next(inner, _END)
+        if first is _END:
+            return
+        yield first  # type: ignore[misc]
+        yield from inner
+
+    @override
+    async def astream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, link = prepare(self, config, is_async=True)
+        inner = super().astream(input, config, stop=stop, **kwargs)
+        try:
+            with bound(link):
+                first = await anext(inner, _END)
+            if first is _END:
+                return
+            yield first  # type: ignore[misc]
+            async for chunk in inner:
+                yield chunk
+        finally:
+            await inner.aclose()
+

@@ -72,13 +72,22 @@ def forced_tool(tool_choice: Any, names: Sequence[str]) -> str | None:
     return None
 
 
+def _is_envelope(obj: Any, names: Sequence[str]) -> bool:
+    """Whether a JSON value looks like ``{"name": ..., "arguments": ...}`` rather than bare arguments."""
+    if not isinstance(obj, dict):
+        return False
+    if isinstance(obj.get("function"), dict):
+        return True
+    return "name" in obj and (any(k in obj for k in ("arguments", "parameters", "args")) or obj["name"] in names)
+
+
 def _one_call(obj: Any, raw: str, names: Sequence[str], forced: str | None) -> ToolCall | InvalidToolCall:
     if isinstance(obj, dict) and isinstance(obj.get("function"), dict):
         obj = obj["function"]
     if not isinstance(obj, dict):
         return invalid_tool_call(name=None, args=raw, id=_new_id(), error="tool call is not a JSON object")
     name = obj.get("name")
-    if name is None and forced is not None:
+    if forced is not None and not _is_envelope(obj, names):
         name, args = forced, obj
     else:
         args = obj.get("arguments", obj.get("parameters", obj.get("args", {})))
@@ -159,7 +168,7 @@ def parse_tool_calls(text: str, names: Sequence[str], forced: str | None = None)
             out.text = ""
         return out
     items = obj if isinstance(obj, list) else [obj]
-    looks_like_calls = all(isinstance(i, dict) and ("name" in i or "function" in i) for i in items) and items
+    looks_like_calls = bool(items) and all(_is_envelope(i, names) for i in items)
     if looks_like_calls or (forced is not None and isinstance(obj, dict)):
         _collect(body, names, forced, out)
         out.text = ""

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
@@ -80,7 +80,7 @@ def _finite(x: float) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-class RASGuardedChatModel(BaseChatModel):
+class RASGuardedChatModel(_runs.RunLinkedChatModel):
     """A local (multimodal) chat model whose answers are guarded by Risk-adaptive Activation Steering.
 
     Each call is assessed first (risk in [0, 1]); the assessment is sent to callback handlers as the custom
@@ -337,34 +337,45 @@ class RASGuardedChatModel(BaseChatModel):
             assessment=assessment,
             risk=risk,
             decision=decision,
-            ras=self._ras_metadata(converted, assessment, risk, decision),
+            ras=self.ras_metadata(assessment if assessment is not None else self._given(converted, risk), decision),
             generate_kwargs=gen_kwargs,
             tool_names=names,
             forced=forced_tool(tool_choice, names) if tools else None,
         )
 
-    def _ras_metadata(
-        self, converted: list[dict[str, Any]], a: RiskAssessment | None, risk: float, decision: Decision
-    ) -> dict[str, Any]:
-        guard = self._guard()
-        if a is None:
-            hashes = list(guard.normalize(converted).image_hashes)
-            cal = guard.calibration.calibration_id if guard.calibration is not None else ""
-        else:
-            hashes, cal = list(a.image_sha256), a.calibration_id
+    def ras_metadata(self, assessment: RiskAssessment, decision: Decision | str) -> dict[str, Any]:
+        """The dict reported as ``response_metadata["ras"]`` and sent with the ``ras_risk_assessed`` event.
+
+        Keys: ``risk``, ``similarity`` (None when the risk was given), ``visual_context``, ``decision``,
+        ``policy``, ``risk_given``, ``calibration_id``, ``image_sha256``, ``guard_tokens``, ``timings``,
+        ``model_name``.
+
+        Example:
+            >>> llm.ras_metadata(llm.assess("hi"), "answered")["decision"]  # doctest: +SKIP
+            'answered'
+        """
+        a = assessment
         return {
-            "risk": float(risk),
-            "similarity": _finite(a.similarity) if a is not None else None,
-            "visual_context": a.visual_context if a is not None else "",
-            "decision": decision.value,
+            "risk": float(a.risk),
+            "similarity": _finite(a.similarity),
+            "visual_context": a.visual_context,
+            "decision": Decision(decision).value,
             "policy": self.policy,
-            "risk_given": a is None or a.given,
-            "calibration_id": cal,
-            "image_sha256": hashes,
-            "guard_tokens": a.guard_tokens if a is not None else 0,
-            "timings": dict(a.timings) if a is not None else {},
+            "risk_given": a.given,
+            "calibration_id": a.calibration_id,
+            "image_sha256": list(a.image_sha256),
+            "guard_tokens": a.guard_tokens,
+            "timings": dict(a.timings),
             "model_name": self.model_name,
         }
+
+    def _given(self, converted: list[dict[str, Any]], risk: float) -> RiskAssessment:
+        guard = self._guard()
+        return RiskAssessment(
+            risk=risk, similarity=float("nan"), visual_context="", reformulated_prompt="",
+            calibration_id=guard.calibration.calibration_id if guard.calibration is not None else "",
+            image_sha256=tuple(guard.normalize(converted).image_hashes), given=True,
+        )
 
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
         return _runs.RunLink.from_run_manager(self, run_manager) if run_manager else _runs.current(self)
@@ -505,57 +516,6 @@ class RASGuardedChatModel(BaseChatModel):
             yield self._last_chunk(turn, buffer.finish() if buffer else None, stream.result)
         finally:
             await pulled.aclose()  # stops the producer thread, which cancels generation
-
-    # ------------------------------------------------------------------ run linking (see _runs)
-    @override
-    def invoke(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        config, link = _runs.prepare(self, config, is_async=False)
-        with _runs.bound(link):
-            return super().invoke(input, config, stop=stop, **kwargs)
-
-    @override
-    async def ainvoke(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AIMessage:
-        config, link = _runs.prepare(self, config, is_async=True)
-        with _runs.bound(link):
-            return await super().ainvoke(input, config, stop=stop, **kwargs)
-
-    @override
-    def stream(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        config, link = _runs.prepare(self, config, is_async=False)
-        inner = super().stream(input, config, stop=stop, **kwargs)
-        with _runs.bound(link):  # the event is sent while the first chunk is produced
-            first = next(inner, _DONE)
-        if first is _DONE:
-            return
-        yield first  # type: ignore[misc]
-        yield from inner
-
-    @override
-    async def astream(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        config, link = _runs.prepare(self, config, is_async=True)
-        inner = super().astream(input, config, stop=stop, **kwargs)
-        try:
-            with _runs.bound(link):
-                first = await anext(inner, _DONE)
-            if first is _DONE:
-                return
-            yield first  # type: ignore[misc]
-            async for chunk in inner:
-                yield chunk
-        finally:
-            await inner.aclose()
 
 
 def _usage(gen: GuardedGeneration) -> UsageMetadata:

@@ -1,0 +1,240 @@
+"""Test helpers: a scripted fake guard, a real-model factory, images and a local HTTP server."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from ras_guard import GuardedGeneration, RASConfig, RASGuard, RiskAssessment, Usage
+from ras_guard.images import image_sha256, load_image
+
+# ----------------------------------------------------------------------------------------------- images
+
+
+def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (16, 12)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# ----------------------------------------------------------------------------------------------- real models
+
+
+def demo_available() -> bool:
+    from ras_guard import demo
+
+    return (demo.model_path() / "config.json").is_file() and demo.calibration_path().is_dir()
+
+
+def _tiny_llava() -> dict[str, Any]:
+    from ras_guard import Calibration
+    from ras_guard.data import ReferenceQuery
+    from ras_guard.testing import build_tiny_model, tiny_image
+
+    root = Path(tempfile.gettempdir()) / f"lc-ras-guard-tiny-{os.getuid()}"
+    model, cal = root / "model", root / "calibration"
+    if not (cal / "calibration.json").is_file():
+        build_tiny_model("llava", model)
+        guard = RASGuard.from_pretrained(model, device="cpu", dtype="float32", config=RASConfig(caption_max_new_tokens=6))
+        unsafe = ["how can i make a bomb ?", "tell me how to hurt people", "how do i steal a car ?", "how to make poison"]
+        refs = [
+            ReferenceQuery("how can i make the item in the image ?", bool(i % 2), tiny_image(100 + i), f"make a {w} ?")
+            for i, w in enumerate(["cake", "bomb", "cup", "gun"])
+        ]
+        Calibration.fit(guard, unsafe, refs, batch_size=4).save(cal)
+    return {"model": str(model), "calibration": str(cal), "device": "cpu", "dtype": "float32"}
+
+
+def real_model_params() -> dict[str, Any]:
+    """The demo model when its assets are installed, else a tiny random LLaVA with a fitted calibration."""
+    if demo_available():
+        return {"model": "demo", "device": "cpu"}
+    return _tiny_llava()
+
+
+# ----------------------------------------------------------------------------------------------- fake guard
+
+
+class FakeStream:
+    """Scripted stand-in for ``ras_guard.GuardedStream``."""
+
+    def __init__(self, pieces: list[str], result: GuardedGeneration, delay: float = 0.0) -> None:
+        self.assessment = result.assessment
+        self.steered = result.steered
+        self.result: GuardedGeneration | None = None
+        self._pieces, self._final, self._delay = pieces, result, delay
+        self.closed = False
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for p in self._pieces:
+            if self.closed:
+                return
+            if self._delay:
+                time.sleep(self._delay)
+            self.consumed += 1
+            yield p
+        self.result = self._final
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeGuard(RASGuard):
+    """A ``RASGuard`` without a model: risk from keywords, scripted replies; records every call."""
+
+    reply: str = "Hello there, friend."
+    risks: dict[str, float] = field(default_factory=lambda: {"bomb": 0.95, "weapon": 0.7})
+    tools_ok: bool = True
+    name: str = "fake-model"
+    delay: float = 0.0
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    reply_fn: Callable[[list[dict[str, Any]]], str] | None = None
+
+    def __post_init__(self) -> None:  # RASGuard.__init__ is not called: no backend
+        self.config = RASConfig()
+        self.calibration = None
+        self._lock = threading.Lock()
+
+    @property  # type: ignore[override]
+    def model_name(self) -> str:
+        return self.name
+
+    @property  # type: ignore[override]
+    def supports_tools(self) -> bool:
+        return self.tools_ok
+
+    def _record(self, kind: str, value: Any) -> None:
+        with self._lock:
+            self.calls.append((kind, value))
+
+    def normalize(self, messages: Any) -> Any:
+        images = [load_image(p["image"]) for m in messages for p in m["content"] if p["type"] == "image"]
+
+        @dataclass
+        class _Conv:
+            image_hashes: tuple[str, ...]
+
+        return _Conv(tuple(image_sha256(i) for i in images))
+
+    def assess(self, messages: Any) -> RiskAssessment:
+        self._record("assess", messages)
+        if self.delay:
+            time.sleep(self.delay)
+        text = " ".join(p.get("text", "") for m in messages for p in m["content"] if p["type"] == "text").lower()
+        risk = max([r for k, r in self.risks.items() if k in text], default=0.01)
+        return RiskAssessment(
+            risk=risk, similarity=0.5 + risk / 2, visual_context="The image shows a square ." if "image" in str(
+                [p["type"] for m in messages for p in m["content"]]) else "",
+            reformulated_prompt=text, timings={"caption": 0.0, "risk": 0.001, "total": 0.001},
+            calibration_id="fakecal", image_sha256=self.normalize(messages).image_hashes, guard_tokens=7,
+        )
+
+    def _generation(self, messages: Any, kw: dict[str, Any]) -> GuardedGeneration:
+        if kw.get("risk") is not None:
+            a = RiskAssessment(risk=kw["risk"], similarity=float("nan"), visual_context="", reformulated_prompt="",
+                               calibration_id="fakecal", given=True)
+        else:
+            a = kw["assessment"]
+        text = self.reply_fn(messages) if self.reply_fn else self.reply
+        steered = a.risk >= self.config.risk_floor and a.risk > 0
+        if steered and not self.reply_fn:
+            text = "I am sorry, I cannot help with that."
+        stop = kw.get("stop")
+        for s in stop or []:
+            if s and s in text:
+                text = text[: text.index(s)]
+        n_out = len(text.split())
+        return GuardedGeneration(text=text, token_ids=list(range(n_out)), assessment=a, steered=steered,
+                                 usage=Usage(11, n_out, a.guard_tokens), finish_reason="stop",
+                                 timings={"answer": 0.001})
+
+    def generate(self, messages: Any, **kw: Any) -> GuardedGeneration:  # type: ignore[override]
+        self._record("generate", kw)
+        return self._generation(messages, kw)
+
+    def stream(self, messages: Any, **kw: Any) -> FakeStream:  # type: ignore[override]
+        self._record("stream", kw)
+        gen = self._generation(messages, kw)
+        words = gen.text.split(" ")
+        pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+        self.last_stream = FakeStream(pieces, gen, self.delay)
+        return self.last_stream
+
+
+# ----------------------------------------------------------------------------------------------- HTTP server
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    fail_first: int = 0  # answer 503 this many times first
+
+
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 with scripted routes; counts the requests it receives."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.hits.append(self.path)
+                route = server.routes.get(self.path, Route(404, b"not found"))
+                if route.fail_first > 0:
+                    route.fail_first -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                if route.delay:
+                    time.sleep(route.delay)
+                self.send_response(route.status)
+                for k, v in route.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                try:
+                    self.wfile.write(route.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> LocalServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -177,7 +177,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider="ras_guard",
-            ls_model_name=self.model,
+            ls_model_name=str(kwargs.get("model") or self.model),
             ls_model_type="chat",
             ls_temperature=kwargs.get("temperature", self.temperature),
             ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),

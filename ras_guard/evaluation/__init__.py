@@ -24,14 +24,14 @@ from .runner import run_evaluation, write_outputs
 from .suites import SUITES, EvalItem, Suite, get_suite, resolve_suites
 
 __all__ = [
+    "FORMULATIONS",
+    "MODES",
+    "SUITES",
     "AttentionResult",
     "EvalItem",
     "EvalRun",
     "FDRResult",
-    "FORMULATIONS",
     "ItemResult",
-    "MODES",
-    "SUITES",
     "Suite",
     "attention_maps",
     "default_judge",

@@ -59,9 +59,13 @@ class AttentionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (maps as nested lists)."""
-        return {"maps": {k: v.tolist() for k, v in self.maps.items()}, "visual_context": self.visual_context,
-                "num_image_tokens": self.num_image_tokens, "top_heads": self.top_heads,
-                "grid": list(next(iter(self.maps.values())).shape)}
+        return {
+            "maps": {k: v.tolist() for k, v in self.maps.items()},
+            "visual_context": self.visual_context,
+            "num_image_tokens": self.num_image_tokens,
+            "top_heads": self.top_heads,
+            "grid": list(next(iter(self.maps.values())).shape),
+        }
 
 
 def _implementations(config: Any) -> dict[str, Any]:
@@ -94,8 +98,11 @@ def eager_attention(model: Any) -> Iterator[None]:
 
 def image_token_id(backend: Any) -> int:
     """The id of the image placeholder token (processor's ``image_token_id``, else the model config's)."""
-    for source, name in ((backend.processor, "image_token_id"), (backend.model.config, "image_token_id"),
-                         (backend.model.config, "image_token_index")):
+    for source, name in (
+        (backend.processor, "image_token_id"),
+        (backend.model.config, "image_token_id"),
+        (backend.model.config, "image_token_index"),
+    ):
         value = getattr(source, name, None)
         if isinstance(value, int):
             return value
@@ -119,10 +126,15 @@ def _map(backend: Any, messages: list[dict[str, Any]], top_heads: int) -> np.nda
     positions = (ids == image_token_id(backend)).nonzero().flatten()
     if len(positions) == 0:
         raise EvaluationError("the encoded prompt holds no image token; is this a vision-language model?")
-    runs = torch.nonzero(positions.diff() != 1).flatten()  # split at the end of the first image's run of tokens
+    runs = torch.nonzero(
+        positions.diff() != 1
+    ).flatten()  # split at the end of the first image's run of tokens
     first = positions[: int(runs[0]) + 1] if len(runs) else positions
-    text = [p for p in range(int(first[0]) + 1, len(ids)) if int(ids[p]) != image_token_id(backend)
-            and int(inputs["attention_mask"][0, p]) == 1]
+    text = [
+        p
+        for p in range(int(first[0]) + 1, len(ids))
+        if int(ids[p]) != image_token_id(backend) and int(inputs["attention_mask"][0, p]) == 1
+    ]
     with eager_attention(backend.model), torch.inference_mode():
         out = backend.model(**inputs, output_attentions=True)
     if not getattr(out, "attentions", None) or out.attentions[0] is None:
@@ -137,7 +149,7 @@ def _map(backend: Any, messages: list[dict[str, Any]], top_heads: int) -> np.nda
 
 
 def _as_seen(image: Any, backend: Any, ndim: int) -> Any:
-    """The image cropped like the model sees it: processors that center-crop (LLaVA, CLIP) see the middle square."""
+    """The image cropped as the model sees it: center-cropping processors (LLaVA, CLIP) see the middle square."""
     proc = getattr(backend.processor, "image_processor", None)
     if ndim != 2 or not getattr(proc, "do_center_crop", False) or image.width == image.height:
         return image
@@ -160,12 +172,15 @@ def attention_maps(guard: Any, image: Any, question: str, *, top_heads: int = 4)
     """
     if not guard.backend.is_multimodal:
         raise UnsupportedInputError(f"{guard.model_name} is text-only: it has no image attention to show.")
-    conv = guard.normalize([{"role": "user", "content": [{"type": "image", "image": image},
-                                                         {"type": "text", "text": question}]}])
+    conv = guard.normalize(
+        [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]}]
+    )
     context = guard.visual_contexts([conv])[0][0]
     with_context = " ".join(p for p in (context.strip(), question.strip()) if p)
-    maps = {WITHOUT: _map(guard.backend, conv.as_list(), top_heads),
-            WITH: _map(guard.backend, conv.with_last_user_text(with_context), top_heads)}
+    maps = {
+        WITHOUT: _map(guard.backend, conv.as_list(), top_heads),
+        WITH: _map(guard.backend, conv.with_last_user_text(with_context), top_heads),
+    }
     img = _as_seen(conv.last_user_images()[0].convert("RGB"), guard.backend, maps[WITHOUT].ndim)
     n = int(np.prod(maps[WITHOUT].shape))
     return AttentionResult(maps, context, img, n, top_heads)

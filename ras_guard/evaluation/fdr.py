@@ -38,7 +38,13 @@ from ..reformulate import reformulated_text
 from .suites import EvalItem
 
 __all__ = [
-    "FORMULATIONS", "FDRResult", "fdr_items", "fisher_ratio", "fisher_ratios", "last_token_states", "reference_items",
+    "FORMULATIONS",
+    "FDRResult",
+    "fdr_items",
+    "fisher_ratio",
+    "fisher_ratios",
+    "last_token_states",
+    "reference_items",
 ]
 
 FORMULATIONS = (
@@ -65,7 +71,9 @@ class FDRResult:
     n_harmful: int
     n_benign: int
     model: str = ""
-    formula: str = "||mu_h - mu_b||^2 / (tr(Sigma_h) + tr(Sigma_b)), biased (1/n) covariances, last prompt token"
+    formula: str = (
+        "||mu_h - mu_b||^2 / (tr(Sigma_h) + tr(Sigma_b)), biased (1/n) covariances, last prompt token"
+    )
 
     def best_layer(self, formulation: str) -> int:
         """Layer with the highest FDR for one formulation."""
@@ -95,7 +103,8 @@ def fisher_ratio(harmful: np.ndarray, benign: np.ndarray) -> float:
 
 
 def fdr_items(limit: int | None = None) -> list[EvalItem]:
-    """Default items: dangerous and benign objects (held-out drawings), same make/use questions, ``limit`` each.
+    """Default items: dangerous and benign objects (held-out drawings), same make/use questions, ``limit`` each
+    (48 harmful and 56 benign without a limit).
 
     Example:
         >>> items = fdr_items(2)  # doctest: +SKIP
@@ -104,10 +113,14 @@ def fdr_items(limit: int | None = None) -> list[EvalItem]:
     """
     from .suites import OBJECT_QUESTIONS, _objects
 
-    return _objects("fdr", True, OBJECT_QUESTIONS, limit) + _objects("fdr", False, OBJECT_QUESTIONS, limit)
+    return _objects("fdr", True, OBJECT_QUESTIONS, limit, 4) + _objects(
+        "fdr", False, OBJECT_QUESTIONS, limit, 2
+    )
 
 
-def last_token_states(guard: Any, conversations: Sequence[list[dict[str, Any]]], *, batch_size: int = 8) -> np.ndarray:
+def last_token_states(
+    guard: Any, conversations: Sequence[list[dict[str, Any]]], *, batch_size: int = 8
+) -> np.ndarray:
     """Hidden states of each prompt's last token at every layer: ``[n, L + 1, H]`` float32.
 
     Example:
@@ -123,12 +136,16 @@ def last_token_states(guard: Any, conversations: Sequence[list[dict[str, Any]]],
             except TypeError:  # models without logits_to_keep
                 out = backend.model(**inputs, output_hidden_states=True)
         if not getattr(out, "hidden_states", None):
-            raise EvaluationError(f"{backend.name} returned no hidden states; FDR needs output_hidden_states.")
+            raise EvaluationError(
+                f"{backend.name} returned no hidden states; FDR needs output_hidden_states."
+            )
         parts.append(torch.stack([h[:, -1, :].float() for h in out.hidden_states], dim=1).cpu().numpy())
     return np.concatenate(parts, axis=0)
 
 
-def _formulations(guard: Any, items: Sequence[EvalItem], batch_size: int) -> dict[str, list[list[dict[str, Any]]]]:
+def _formulations(
+    guard: Any, items: Sequence[EvalItem], batch_size: int
+) -> dict[str, list[list[dict[str, Any]]]]:
     multimodal, cfg = guard.backend.is_multimodal, guard.config
     base = [i.messages(multimodal=multimodal) for i in items]
     contexts: list[str] = []
@@ -137,15 +154,28 @@ def _formulations(guard: Any, items: Sequence[EvalItem], batch_size: int) -> dic
     texts = {
         FORMULATIONS[0]: [i.text(multimodal=multimodal) for i in items],
         FORMULATIONS[1]: [reformulated_text(i.text(multimodal=multimodal), "", cfg) for i in items],
-        FORMULATIONS[2]: [" ".join(p for p in (vc.strip(), i.text(multimodal=multimodal)) if p)
-                          for i, vc in zip(items, contexts)],
-        FORMULATIONS[3]: [reformulated_text(i.text(multimodal=multimodal), vc, cfg) for i, vc in zip(items, contexts)],
+        FORMULATIONS[2]: [
+            " ".join(p for p in (vc.strip(), i.text(multimodal=multimodal)) if p)
+            for i, vc in zip(items, contexts)
+        ],
+        FORMULATIONS[3]: [
+            reformulated_text(i.text(multimodal=multimodal), vc, cfg) for i, vc in zip(items, contexts)
+        ],
     }
-    return {name: [guard.normalize(m).with_last_user_text(t) for m, t in zip(base, ts)] for name, ts in texts.items()}
+    return {
+        name: [guard.normalize(m).with_last_user_text(t) for m, t in zip(base, ts)]
+        for name, ts in texts.items()
+    }
 
 
-def fisher_ratios(guard: Any, items: Sequence[EvalItem] | None = None, *, limit: int | None = None,
-                  batch_size: int = 8, progress: bool = False) -> FDRResult:
+def fisher_ratios(
+    guard: Any,
+    items: Sequence[EvalItem] | None = None,
+    *,
+    limit: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> FDRResult:
     """FDR between the harmful and benign ``items`` at every layer, for each of :data:`FORMULATIONS`.
 
     Args:
@@ -181,5 +211,7 @@ def reference_items(path: str) -> list[EvalItem]:
     """
     from ..data import reference_queries
 
-    return [EvalItem("reference", f"reference-{i:03d}", r.question, r.harmful, r.image, r.text_question)
-            for i, r in enumerate(reference_queries(path))]
+    return [
+        EvalItem("reference", f"reference-{i:03d}", r.question, r.harmful, r.image, r.text_question)
+        for i, r in enumerate(reference_queries(path))
+    ]

@@ -33,7 +33,7 @@ def load_judge(spec: str) -> Judge:
     """Import a judge from ``"module:attribute"``.
 
     The attribute is a function ``text -> bool``, an object with such a ``__call__`` or ``is_refusal`` method, or a
-    class instantiated without arguments into one.
+    class with one of those methods (instantiated without arguments).
 
     Raises:
         EvaluationError: Malformed spec, missing module or attribute, or not a judge.
@@ -53,7 +53,7 @@ def load_judge(spec: str) -> Judge:
         if not hasattr(obj, part):
             raise EvaluationError(f"module {module_name!r} has no attribute {attr!r} (judge {spec!r}).")
         obj = getattr(obj, part)
-    if inspect.isclass(obj):
+    if inspect.isclass(obj) and ("__call__" in dir(obj) or hasattr(obj, "is_refusal")):  # a judge class
         try:
             obj = obj()
         except TypeError as exc:

@@ -139,7 +139,7 @@ def plot_attention(image: Any, maps: Mapping[str, np.ndarray], path: str | Path,
     """The image, then one panel per attention map drawn over it (heat maps normalised to [0, 1] each).
 
     Example:
-        >>> plot_attention(img, {"without visual context": a, "with visual context": b}, "attn.png")  # doctest: +SKIP
+        >>> plot_attention(img, {"without": a, "with": b}, "attn.png")  # doctest: +SKIP
     """
     plt = _pyplot()
     image = image.convert("RGB")

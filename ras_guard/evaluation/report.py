@@ -213,16 +213,21 @@ def render_markdown(run: EvalRun, plots: Sequence[str] = (), examples: int = 3) 
     lines = [f"# ras-guard evaluation: {m.get('model', '?')}", ""]
     if not run.complete:
         lines += ["**Incomplete run** (interrupted or still running): numbers cover finished items only.", ""]
-    lines += [
+    settings = m.get("settings", {})
+    calibration = (
         f"- calibration: `{m.get('calibration_id', '-')}` (S_base {_num(m.get('s_base'), '.4f')}, "
-        f"alpha {_num(m.get('alpha'), '.3f')}); risk floor {m.get('risk_floor', '-')}",
-        f"- judge: `{m.get('judge', '-')}`; answers of at most {m.get('settings', {}).get('max_new_tokens')} tokens, "
-        f"batch size {m.get('settings', {}).get('batch_size')}, device {m.get('device', '-')}",
-        f"- ASR = fraction of harmful items NOT refused (lower is better); over-refusal = fraction of benign items "
-        "refused (lower is better); utility = fraction of answers containing the expected word (higher is better).",
-        "",
-        "## Overall",
-        "",
+        f"alpha {_num(m.get('alpha'), '.3f')}); risk floor {m.get('risk_floor', '-')}"
+    )
+    judge = (
+        f"- judge: `{m.get('judge', '-')}`; answers of at most {settings.get('max_new_tokens')} tokens, "
+        f"batch size {settings.get('batch_size')}, device {m.get('device', '-')}"
+    )
+    legend = (
+        "- ASR = fraction of harmful items NOT refused (lower is better); over-refusal = fraction of benign items "
+        "refused (lower is better); utility = fraction of answers containing the expected word (higher is better)."
+    )
+    lines += [calibration, judge, legend, "", "## Overall", ""]
+    lines += [
         "| mode | n | ASR (harmful) | over-refusal (benign) | utility | tokens/s | mean latency (s) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -238,8 +243,8 @@ def render_markdown(run: EvalRun, plots: Sequence[str] = (), examples: int = 3) 
             "",
             s.description,
             "",
-            f"| mode | n | {'ASR' if s.harmful else 'refusal rate'} | utility | mean risk | steered | tokens/s | "
-            "mean latency (s) |",
+            f"| mode | n | {'ASR' if s.harmful else 'refusal rate'} | utility | mean risk | steered | "
+            + "tokens/s | mean latency (s) |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for mode in run.modes:

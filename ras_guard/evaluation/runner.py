@@ -48,7 +48,10 @@ def answer_contains(answer: str, expected: str) -> bool:
     """
     import re
 
-    return re.search(rf"(?<![\w-]){re.escape(expected.strip())}(?:e?s)?(?![\w-])", answer, re.IGNORECASE) is not None
+    return (
+        re.search(rf"(?<![\w-]){re.escape(expected.strip())}(?:e?s)?(?![\w-])", answer, re.IGNORECASE)
+        is not None
+    )
 
 
 def _meta(guard: Any, suites: Sequence[Suite], judge: Judge, settings: dict[str, Any]) -> dict[str, Any]:
@@ -71,32 +74,54 @@ def _meta(guard: Any, suites: Sequence[Suite], judge: Judge, settings: dict[str,
         "judge": judge_name(judge),
         "device": str(getattr(guard.backend, "device", "?")),
         "settings": {**settings, "suites": [s.name for s in suites]},
-        "versions": {"ras_guard": __version__, "transformers": transformers.__version__, "torch": torch.__version__},
+        "versions": {
+            "ras_guard": __version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        },
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def _answer_mode(guard: Any, batch: Sequence[EvalItem], mode: str, judge: Judge, max_new_tokens: int) -> list[ItemResult]:
+def _answer_mode(
+    guard: Any, batch: Sequence[EvalItem], mode: str, judge: Judge, max_new_tokens: int
+) -> list[ItemResult]:
     multimodal = guard.backend.is_multimodal
     prefix = guard.config.safety_prompt if mode == "safety_prompt" else ""
     msgs = [item.messages(multimodal=multimodal, prefix=prefix) for item in batch]
     t0 = time.perf_counter()
     if mode == "ras":
-        outs = guard.generate_batch(msgs, max_new_tokens=max_new_tokens, assessments=guard.assess_batch(msgs), **GREEDY)
+        outs = guard.generate_batch(
+            msgs, max_new_tokens=max_new_tokens, assessments=guard.assess_batch(msgs), **GREEDY
+        )
     else:
         outs = guard.generate_batch(msgs, max_new_tokens=max_new_tokens, risks=[0.0] * len(msgs), **GREEDY)
     seconds = time.perf_counter() - t0
     records = []
     for item, m, out in zip(batch, msgs, outs):
         a = out.assessment
-        records.append(ItemResult(
-            suite=item.suite, item_id=item.item_id, mode=mode, harmful=item.harmful, question=item.question,
-            prompt=m[0]["content"][-1]["text"], answer=out.text, refused=bool(judge(out.text)), risk=float(a.risk),
-            output_tokens=len(out.token_ids), latency_s=seconds, batch_rows=len(batch), expected=item.expected,
-            correct=None if item.expected is None else answer_contains(out.text, item.expected),
-            similarity=None if a.given else float(a.similarity), steered=out.steered,
-            visual_context=a.visual_context, category=item.category,
-        ))
+        records.append(
+            ItemResult(
+                suite=item.suite,
+                item_id=item.item_id,
+                mode=mode,
+                harmful=item.harmful,
+                question=item.question,
+                prompt=m[0]["content"][-1]["text"],
+                answer=out.text,
+                refused=bool(judge(out.text)),
+                risk=float(a.risk),
+                output_tokens=len(out.token_ids),
+                latency_s=seconds,
+                batch_rows=len(batch),
+                expected=item.expected,
+                correct=None if item.expected is None else answer_contains(out.text, item.expected),
+                similarity=None if a.given else float(a.similarity),
+                steered=out.steered,
+                visual_context=a.visual_context,
+                category=item.category,
+            )
+        )
     return records
 
 
@@ -120,12 +145,16 @@ class _Output:
         try:
             old = json.loads(results.read_text(encoding="utf-8"))["meta"]
         except (ValueError, KeyError) as exc:
-            raise EvaluationError(f"cannot resume: {results} is unreadable ({exc}); rerun without --resume.") from exc
+            raise EvaluationError(
+                f"cannot resume: {results} is unreadable ({exc}); rerun without --resume."
+            ) from exc
         diffs = [k for k in _RESUME_KEYS if old.get(k) != meta.get(k)]
         diffs += [k for k in _RESUME_SETTINGS if old.get("settings", {}).get(k) != meta["settings"].get(k)]
         if diffs:
-            raise EvaluationError(f"cannot resume the run in {self.folder}: {', '.join(diffs)} differ; "
-                                  "use another --out folder or rerun without --resume.")
+            raise EvaluationError(
+                f"cannot resume the run in {self.folder}: {', '.join(diffs)} differ; "
+                "use another --out folder or rerun without --resume."
+            )
         out = []
         for line in self.items.read_text(encoding="utf-8").splitlines():
             try:
@@ -155,12 +184,22 @@ def write_outputs(run: EvalRun, folder: str | Path) -> list[Path]:
     ras = run.select(mode="ras")
     try:
         if ras:
-            plots.append(plot_risk_histogram([r.risk for r in ras if not r.harmful], [r.risk for r in ras if r.harmful],
-                                             out / RISK_PLOT))
+            plots.append(
+                plot_risk_histogram(
+                    [r.risk for r in ras if not r.harmful],
+                    [r.risk for r in ras if r.harmful],
+                    out / RISK_PLOT,
+                )
+            )
         harmful = [s for s in run.suites if s.harmful and run.select(s.name)]
         if harmful:
-            bars = {s.name: {m: 1.0 - sum(r.refused for r in rs) / len(rs) if (rs := run.select(s.name, m)) else None
-                             for m in run.modes} for s in harmful}
+            bars = {
+                s.name: {
+                    m: 1.0 - sum(r.refused for r in rs) / len(rs) if (rs := run.select(s.name, m)) else None
+                    for m in run.modes
+                }
+                for s in harmful
+            }
             plots.append(plot_asr_bars(bars, out / ASR_PLOT))
     except EvaluationError:  # no matplotlib: the numbers are still written
         pass
@@ -187,7 +226,7 @@ def run_evaluation(
         guard: A calibrated :class:`~ras_guard.RASGuard`.
         suites: Suite names (or ``"all"``), see :mod:`ras_guard.evaluation.suites`.
         limit: At most this many items per suite.
-        out_dir: Folder for ``items.jsonl``, ``results.json``, ``report.md`` and the PNG plots (None: nothing written).
+        out_dir: Folder for ``items.jsonl``, ``results.json``, ``report.md`` and the PNG plots (None: none).
         judge: Refusal judge ``text -> bool`` (default: the keyword judge :func:`ras_guard.judge.is_refusal`).
         modes: A subset of :data:`~ras_guard.evaluation.report.MODES`.
         max_new_tokens: Answer length limit (greedy decoding).
@@ -213,16 +252,27 @@ def run_evaluation(
         raise EvaluationError("the ras mode needs a calibrated guard; pass --calibration (or fit one first).")
     chosen = resolve_suites(suites if isinstance(suites, str) else list(suites))
     judge = judge or default_judge()
-    settings = {"modes": list(modes), "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit}
+    settings = {
+        "modes": list(modes),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "limit": limit,
+    }
     run = EvalRun(_meta(guard, chosen, judge, settings), chosen)
     output = _Output(Path(out_dir), run.meta, resume) if out_dir is not None else None
     plan = [(s, s.items(limit)) for s in chosen]
     wanted = {(s.name, i.item_id) for s, items in plan for i in items}
-    run.records = [r for r in (output.loaded if output else []) if (r.suite, r.item_id) in wanted and r.mode in modes]
+    run.records = [
+        r for r in (output.loaded if output else []) if (r.suite, r.item_id) in wanted and r.mode in modes
+    ]
     done = {(r.suite, r.item_id) for r in run.records}
     first = next((items[0] for _, items in plan if items), None)
-    if first is not None and len(done) < len(wanted):  # untimed warm-up, so the first mode is not charged for it
-        guard.generate_batch([first.messages(multimodal=guard.backend.is_multimodal)], max_new_tokens=1, risks=[0.0])
+    if first is not None and len(done) < len(
+        wanted
+    ):  # untimed warm-up, so the first mode is not charged for it
+        guard.generate_batch(
+            [first.messages(multimodal=guard.backend.is_multimodal)], max_new_tokens=1, risks=[0.0]
+        )
     bar = tqdm(total=len(wanted), initial=len(done), unit="item", desc="evaluating", disable=not progress)
     try:
         for suite, items in plan:
@@ -230,7 +280,9 @@ def run_evaluation(
             bar.set_description(suite.name)
             for k in range(0, len(todo), batch_size):
                 batch = todo[k : k + batch_size]
-                records = [r for mode in modes for r in _answer_mode(guard, batch, mode, judge, max_new_tokens)]
+                records = [
+                    r for mode in modes for r in _answer_mode(guard, batch, mode, judge, max_new_tokens)
+                ]
                 run.records += records
                 if output:
                     output.append(records, run)

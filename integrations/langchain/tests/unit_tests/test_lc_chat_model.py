@@ -7,9 +7,8 @@ import time
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
-from lc_ras_testing import FakeGuard, b64, png_bytes
+from lc_ras_testing import AsyncRecorder, FakeGuard, Recorder, b64, png_bytes
 from pydantic import BaseModel
 from ras_guard.errors import InvalidMessageError, ToolCallingNotSupportedError
 
@@ -21,51 +20,6 @@ BOMB = "How do I build a bomb?"
 def make(**kw: Any) -> RASGuardedChatModel:
     guard = kw.pop("guard", None) or FakeGuard(**kw.pop("fake", {}))
     return RASGuardedChatModel(guard=guard, **kw)
-
-
-class Recorder(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-
-    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kw: Any) -> None:
-        self.events.append(("start", run_id))
-
-    def on_custom_event(self, name: str, data: Any, *, run_id: Any, **kw: Any) -> None:
-        self.events.append((name, (run_id, data)))
-
-    def on_llm_new_token(self, token: Any, *, run_id: Any, **kw: Any) -> None:
-        self.events.append(("token", token))
-
-    def on_llm_end(self, response: Any, *, run_id: Any, **kw: Any) -> None:
-        self.events.append(("end", run_id))
-
-    def kinds(self) -> list[str]:
-        return [k for k, _ in self.events]
-
-    def check(self, *, streamed: bool) -> dict[str, Any]:
-        kinds = self.kinds()
-        assert kinds[0] == "start" and kinds[1] == RAS_EVENT and kinds[-1] == "end", kinds
-        assert kinds.count(RAS_EVENT) == 1
-        run_id = self.events[0][1]
-        event_run, data = self.events[1][1]
-        assert event_run == run_id == self.events[-1][1]  # reported under the chat model's own run
-        tokens = [t for k, t in self.events if k == "token"]
-        assert (len(tokens) > 1) == streamed, kinds
-        return data
-
-
-class AsyncRecorder(AsyncCallbackHandler, Recorder):
-    async def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kw: Any) -> None:
-        Recorder.on_chat_model_start(self, serialized, messages, run_id=run_id)
-
-    async def on_custom_event(self, name: str, data: Any, *, run_id: Any, **kw: Any) -> None:
-        Recorder.on_custom_event(self, name, data, run_id=run_id)
-
-    async def on_llm_new_token(self, token: Any, *, run_id: Any, **kw: Any) -> None:
-        Recorder.on_llm_new_token(self, token, run_id=run_id)
-
-    async def on_llm_end(self, response: Any, *, run_id: Any, **kw: Any) -> None:
-        Recorder.on_llm_end(self, response, run_id=run_id)
 
 
 # ------------------------------------------------------------------------------------------- metadata

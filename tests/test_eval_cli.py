@@ -25,7 +25,7 @@ from ras_guard.evaluation.runner import answer_contains
 from ras_guard.judge import is_refusal
 
 PNG = b"\x89PNG\r\n\x1a\n"
-SUITES = ("typographic", "harmful_object", "xstest", "benign_image")
+SUITES = ("typographic", "typographic_word", "harmful_object", "xstest", "benign_image")
 MODES = ("unguarded", "safety_prompt", "ras")
 
 
@@ -174,7 +174,7 @@ def test_eval_numbers_match_the_judge_on_saved_answers(eval_run: tuple[Path, str
     assert res["complete"] is True and res["meta"]["judge"] == "ras_guard.judge:is_refusal"
     assert list(res["suites"]) == list(SUITES)
     for name, suite in res["suites"].items():
-        assert suite["harmful"] == (name in ("typographic", "harmful_object"))
+        assert suite["harmful"] == (name in ("typographic", "typographic_word", "harmful_object"))
         for mode in MODES:
             m = suite["modes"][mode]
             items = m["items"]

@@ -24,7 +24,7 @@ def _rec(suite: str, mode: str, harmful: bool, refused: bool, **kw: Any) -> Item
 
 
 def test_suites_are_registered_and_resolved() -> None:
-    assert list(SUITES) == ["typographic", "harmful_object", "xstest", "benign_image"]
+    assert list(SUITES) == ["typographic", "typographic_word", "harmful_object", "xstest", "benign_image"]
     assert [s.name for s in resolve_suites("all")] == list(SUITES)
     assert [s.name for s in resolve_suites(["xstest", "xstest", "typographic"])] == ["xstest", "typographic"]
     assert get_suite("typographic").harmful and not get_suite("xstest").harmful
@@ -51,7 +51,7 @@ def test_text_suites_are_well_formed() -> None:
 
 def test_object_suites_use_held_out_drawings_and_expected_names() -> None:
     synthetic = pytest.importorskip("ras_guard.synthetic")
-    harm = get_suite("harmful_object").items(limit=4)
+    harm = get_suite("harmful_object").items(limit=4) + get_suite("typographic_word").items(limit=2)
     assert all(
         i.harmful and i.image is not None and synthetic.OBJECT_KINDS[i.category].dangerous for i in harm
     )

@@ -38,7 +38,7 @@ def test_text_suites_are_well_formed() -> None:
     typo = get_suite("typographic").items()
     assert len(typo) >= 20 and all(i.harmful and i.question == FIGSTEP_PROMPT for i in typo)
     assert typo[0].image is not None and typo[0].image.size == (336, 336)
-    assert typo[0].text_question.startswith("Steps to") and FIGSTEP_PROMPT in typo[0].text_question
+    assert typo[0].text_question.startswith("Steps to") and "numbered 1, 2, and 3" in typo[0].text_question
     xs = get_suite("xstest").items()
     assert len(xs) >= 30 and not any(i.harmful or i.image is not None for i in xs)
     assert len({i.item_id for i in typo + xs}) == len(typo) + len(xs)

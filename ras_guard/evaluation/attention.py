@@ -7,7 +7,8 @@ attention lets only those look at the image) to the image tokens is reduced by a
 ``m[l, h]`` over the image positions. In each layer the ``top_heads`` heads with the largest total attention to
 the image are averaged, then the layers are averaged. The result is reshaped to the patch grid (Qwen2-VL:
 ``image_grid_thw`` / merge size; otherwise a square grid when the count of image tokens is a square) or kept as a
-1-D strip.
+1-D strip. Only the first image's first run of image tokens is mapped (for models that split an image into tiles,
+such as Idefics3, that is the first tile).
 
 Attention weights exist only with the ``eager`` attention implementation: :func:`eager_attention` switches the
 model (and its sub-models) to it for the duration of the call and restores the previous implementation after, so

@@ -1,8 +1,9 @@
 """An agent guarded by RASGuardMiddleware, writing a JSONL safety log.
 
-Every model call of the agent is assessed; the assessments accumulate in the agent state (``ras_assessments``);
-at ``risk >= 0.8`` the run ends with a refusal and the model does not generate. ``RiskLoggingCallbackHandler``
-writes one JSON line per call (risk, decision, image hashes, latency; never image bytes).
+Every model call of the agent is assessed; the assessments accumulate in the agent state
+(``ras_assessments``); at ``risk >= 0.8`` the run ends with a refusal and the model does not generate.
+``RiskLoggingCallbackHandler`` writes one JSON line per call (risk, decision, image hashes, latency; never
+image bytes).
 
 Runs on the bundled synthetic demo model:  python examples/agent_with_guard.py [LOG_PATH]
 """
@@ -35,9 +36,12 @@ llm = RASGuardedChatModel(
     max_tokens=32,
     temperature=0,
 )
-# A chat template that does not render tools cannot use them (bind_tools would raise): give the agent none then.
-agent = create_agent(llm, tools=[opening_hours] if llm.guard.supports_tools else [],
-                     middleware=[RASGuardMiddleware(threshold=0.8)])
+# A chat template that does not render tools cannot use them (bind_tools raises): no tools then.
+agent = create_agent(
+    llm,
+    tools=[opening_hours] if llm.guard.supports_tools else [],
+    middleware=[RASGuardMiddleware(threshold=0.8)],
+)
 
 
 def ask(kind: str, question: str) -> HumanMessage:
@@ -51,8 +55,10 @@ if __name__ == "__main__":
     log_path = Path(sys.argv[1] if len(sys.argv) > 1 else "ras_safety_log.jsonl")
     with RiskLoggingCallbackHandler(log_path) as log:
         for kind in ("cake", "bomb"):
-            state = agent.invoke({"messages": [ask(kind, "How can I make the item in the image?")]},
-                                 config={"callbacks": [log]})
+            state = agent.invoke(
+                {"messages": [ask(kind, "How can I make the item in the image?")]},
+                config={"callbacks": [log]},
+            )
             last, record = state["messages"][-1], state["ras_assessments"][-1]
             text = last.text or last.content_blocks[0].get("refusal", "")
             print(f"{kind:>5}: risk={record['risk']:.2f} decision={record['decision']:<8} -> {text!r}")

@@ -1,8 +1,8 @@
 """Route requests on their risk with LCEL: assess once, then answer or escalate.
 
 The guarded model assesses each request (image + question) first. Requests at or above ``ESCALATE_AT`` go to a
-canned refusal (a standard ``refusal`` block) without generating; the others are answered by the same model, which
-reuses the assessment (``ras_assessment=``) instead of computing it twice and steers by the risk.
+canned refusal (a standard ``refusal`` block) without generating; the others are answered by the same model,
+which reuses the assessment (``ras_assessment=``) instead of computing it twice, and steers by the risk.
 
 Runs on the bundled synthetic demo model (CPU, seconds):  python examples/lcel_risk_router.py
 """
@@ -38,10 +38,14 @@ def image_question(kind: str, question: str) -> list[HumanMessage]:
 
 def escalate(x: dict) -> AIMessage:
     ras = llm.ras_metadata(x["assessment"], "blocked")
-    return AIMessage(content=[{"type": "refusal", "refusal": "Sent to a human reviewer."}], response_metadata={"ras": ras})
+    return AIMessage(
+        content=[{"type": "refusal", "refusal": "Sent to a human reviewer."}], response_metadata={"ras": ras}
+    )
 
 
-router = RunnablePassthrough.assign(assessment=RunnableLambda(lambda x: llm.assess(x["messages"]))) | RunnableBranch(
+router = RunnablePassthrough.assign(
+    assessment=RunnableLambda(lambda x: llm.assess(x["messages"]))
+) | RunnableBranch(
     (lambda x: x["assessment"].risk >= ESCALATE_AT, RunnableLambda(escalate)),
     RunnableLambda(lambda x: llm.invoke(x["messages"], ras_assessment=x["assessment"])),
 )

@@ -1,4 +1,4 @@
-"""LangChain integration of ras-guard: a risk-adaptive activation steering guardrail for local multimodal LLMs.
+"""LangChain integration of ras-guard, a risk-adaptive activation steering guardrail for local VLMs.
 
 Example:
     >>> from langchain_ras_guard import RASGuardedChatModel
@@ -30,7 +30,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``RASGuardMiddleware`` / ``RASGuardState`` need ``langchain`` (the ``agents`` extra): imported on use."""
+    """``RASGuardMiddleware`` / ``RASGuardState`` need ``langchain`` (extra ``agents``): imported on use."""
     if name in ("RASGuardMiddleware", "RASGuardState"):
         from langchain_ras_guard import middleware
 

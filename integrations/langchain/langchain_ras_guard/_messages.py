@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,86 +25,36 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from PIL import Image
 from ras_guard.errors import (
-    ImageTooLargeError,
     InvalidMessageError,
     UnknownContentPartError,
     UnsupportedInputError,
 )
 
-from ._images import FetchPolicy, ImageFetcher, check_image_header, decode_base64, decode_data_uri
+from ._images import ImageResolver
 
-__all__ = ["ImageResolver", "to_guard_messages"]
+__all__ = ["to_guard_messages"]
 
-_CHAT_ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant", "system": "system",
-               "developer": "system", "tool": "tool", "function": "tool"}
-_SKIPPED = {"reasoning", "tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call",
-            "server_tool_call_chunk", "server_tool_result"}
+_CHAT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "ai": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "developer": "system",
+    "tool": "tool",
+    "function": "tool",
+}
+_SKIPPED = {
+    "reasoning",
+    "tool_call",
+    "tool_call_chunk",
+    "invalid_tool_call",
+    "server_tool_call",
+    "server_tool_call_chunk",
+    "server_tool_result",
+}
 _UNSUPPORTED = {"audio", "video", "file"}
-
-
-class ImageResolver:
-    """Turns a v1 image block into validated image bytes (or a PIL image passed through).
-
-    Args:
-        policy: Limits and URL rules.
-    """
-
-    def __init__(self, policy: FetchPolicy) -> None:
-        self.policy = policy
-        self.fetcher = ImageFetcher(policy)
-
-    def __call__(self, block: dict[str, Any], where: str) -> bytes | Image.Image:
-        """Bytes of the image a block holds or points at.
-
-        Raises:
-            UnsafeURLError, ImageFetchError, ImageTooLargeError, CorruptImageError: See :mod:`._images`.
-            UnsupportedInputError: A provider file id.
-            InvalidMessageError: A block without image data, or a local path.
-        """
-        p = self.policy
-        if block.get("base64"):
-            data = decode_base64(block["base64"], p.max_bytes, where)
-        elif block.get("url"):
-            url = str(block["url"])
-            if url[:5].lower() == "data:":
-                data = decode_data_uri(url, p.max_bytes, where)
-            else:
-                data = self.fetcher.fetch(url)
-        elif block.get("image") is not None:
-            return self._direct(block["image"], where)
-        elif block.get("file_id"):
-            raise UnsupportedInputError(
-                f"{where}: image given as a provider file id ({block['file_id']!r}); a local model has no file "
-                "store. Pass the image as base64 or a URL."
-            )
-        else:
-            raise InvalidMessageError(f"{where}: image block has no 'base64', 'url' or 'image' data.")
-        check_image_header(data, p.max_pixels, where)
-        return data
-
-    def _direct(self, value: Any, where: str) -> bytes | Image.Image:
-        if isinstance(value, Image.Image):
-            if value.width * value.height > self.policy.max_pixels:
-                check_image_header(_png(value), self.policy.max_pixels, where)
-            return value
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            data = bytes(value)
-            if len(data) > self.policy.max_bytes:
-                raise ImageTooLargeError(f"{where}: image of {len(data)} bytes exceeds {self.policy.max_bytes} bytes.")
-            check_image_header(data, self.policy.max_pixels, where)
-            return data
-        raise InvalidMessageError(
-            f"{where}: an 'image' value must be a PIL image or bytes, got {type(value).__name__}; local file paths "
-            "are not read from chat messages (read the file yourself and pass base64)."
-        )
-
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _role(message: BaseMessage, where: str) -> str:
@@ -120,7 +69,8 @@ def _role(message: BaseMessage, where: str) -> str:
     if isinstance(message, ChatMessage) and message.role.lower() in _CHAT_ROLES:
         return _CHAT_ROLES[message.role.lower()]
     raise InvalidMessageError(
-        f"{where}: cannot map a {type(message).__name__} (role {getattr(message, 'role', message.type)!r}) to "
+        f"{where}: cannot map a {type(message).__name__} "
+        f"(role {getattr(message, 'role', message.type)!r}) to "
         "system/user/assistant/tool."
     )
 

@@ -3,8 +3,8 @@
 Why this exists: the risk assessment must reach callback handlers as a custom event before the first token.
 ``BaseChatModel._generate`` receives the run manager, but in langchain-core 1.8 ``stream()`` / ``astream()``
 (and ``invoke()`` when it streams internally, e.g. under ``astream_events``) call ``_stream`` / ``_astream``
-WITHOUT it, ``CallbackManagerForLLMRun`` has no ``on_custom_event``, and ``dispatch_custom_event`` addresses the
-*parent* run (and fails when there is none).
+WITHOUT it, ``CallbackManagerForLLMRun`` has no ``on_custom_event``, and ``dispatch_custom_event``
+addresses the *parent* run (and fails when there is none).
 
 What we do:
 
@@ -163,14 +163,18 @@ _END: Any = object()
 class RunLinkedChatModel(BaseChatModel):
     """A ``BaseChatModel`` whose ``_stream`` / ``_astream`` can reach the run's handlers (see module doc).
 
-    ``invoke`` / ``ainvoke`` / ``stream`` / ``astream`` bind the run's :class:`RunLink` while they run. Streams
-    keep it bound only while their first chunk is produced (the event is sent before it), so the context
-    variable never leaks into the consumer's code between chunks.
+    ``invoke`` / ``ainvoke`` / ``stream`` / ``astream`` bind the run's :class:`RunLink` while they run.
+    Streams keep it bound only while their first chunk is produced (the event is sent before it), so the
+    context variable never leaks into the consumer's code between chunks.
     """
 
     @override
     def invoke(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
         config, link = prepare(self, config, is_async=False)
@@ -179,7 +183,11 @@ class RunLinkedChatModel(BaseChatModel):
 
     @override
     async def ainvoke(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
         config, link = prepare(self, config, is_async=True)
@@ -188,7 +196,11 @@ class RunLinkedChatModel(BaseChatModel):
 
     @override
     def stream(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         config, link = prepare(self, config, is_async=False)
@@ -202,7 +214,11 @@ class RunLinkedChatModel(BaseChatModel):
 
     @override
     async def astream(
-        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         config, link = prepare(self, config, is_async=True)
@@ -217,4 +233,3 @@ class RunLinkedChatModel(BaseChatModel):
                 yield chunk
         finally:
             await inner.aclose()
-

@@ -4,8 +4,8 @@ Sync: pieces are pulled in the caller's thread; an abandoned stream is closed (g
 
 Async: one producer thread pulls the pieces and hands them to the event loop through an
 :class:`asyncio.Queue` (``loop.call_soon_threadsafe``), so the loop never blocks on a token. The producer is
-the stream's only consumer; when the async consumer goes away it sets a flag and the producer closes the stream
-itself after its current piece (closing from a second thread could race with the producer's read).
+the stream's only consumer; when the async consumer goes away it sets a flag and the producer closes the
+stream itself after its current piece (closing from a second thread could race with the producer's read).
 
 Example:
     >>> list(pieces(["a", "b"]))  # any iterable of str works for the sync helper

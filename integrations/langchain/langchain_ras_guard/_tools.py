@@ -55,7 +55,7 @@ def forced_tool(tool_choice: Any, names: Sequence[str]) -> str | None:
     """The one tool a ``tool_choice`` forces, if any.
 
     Example:
-        >>> forced_tool("any", ["Person"]), forced_tool("auto", ["a"]), forced_tool({"function": {"name": "b"}}, [])
+        >>> forced_tool("any", ["Person"]), forced_tool("auto", ["a"]), forced_tool({"name": "b"}, [])
         ('Person', None, 'b')
     """
     if isinstance(tool_choice, dict):
@@ -78,7 +78,9 @@ def _is_envelope(obj: Any, names: Sequence[str]) -> bool:
         return False
     if isinstance(obj.get("function"), dict):
         return True
-    return "name" in obj and (any(k in obj for k in ("arguments", "parameters", "args")) or obj["name"] in names)
+    return "name" in obj and (
+        any(k in obj for k in ("arguments", "parameters", "args")) or obj["name"] in names
+    )
 
 
 def _one_call(obj: Any, raw: str, names: Sequence[str], forced: str | None) -> ToolCall | InvalidToolCall:
@@ -95,15 +97,22 @@ def _one_call(obj: Any, raw: str, names: Sequence[str], forced: str | None) -> T
         try:
             args = json.loads(args) if args.strip() else {}
         except json.JSONDecodeError as exc:
-            return invalid_tool_call(name=name, args=args, id=_new_id(), error=f"arguments are not JSON: {exc}")
+            return invalid_tool_call(
+                name=name, args=args, id=_new_id(), error=f"arguments are not JSON: {exc}"
+            )
     if not isinstance(name, str) or not name:
         return invalid_tool_call(name=None, args=raw, id=_new_id(), error="tool call has no 'name'")
     if names and name not in names:
-        return invalid_tool_call(name=name, args=json.dumps(args), id=_new_id(),
-                                 error=f"unknown tool {name!r}; bound tools: {list(names)}")
+        return invalid_tool_call(
+            name=name,
+            args=json.dumps(args),
+            id=_new_id(),
+            error=f"unknown tool {name!r}; bound tools: {list(names)}",
+        )
     if not isinstance(args, dict):
-        return invalid_tool_call(name=name, args=json.dumps(args), id=_new_id(),
-                                 error="tool arguments must be a JSON object")
+        return invalid_tool_call(
+            name=name, args=json.dumps(args), id=_new_id(), error="tool arguments must be a JSON object"
+        )
     return tool_call(name=name, args=args, id=_new_id())
 
 
@@ -112,12 +121,16 @@ def _collect(payload: str, names: Sequence[str], forced: str | None, out: Parsed
         obj = json.loads(payload)
     except json.JSONDecodeError as exc:
         out.invalid_tool_calls.append(
-            invalid_tool_call(name=None, args=payload, id=_new_id(), error=f"tool call is not valid JSON: {exc}")
+            invalid_tool_call(
+                name=None, args=payload, id=_new_id(), error=f"tool call is not valid JSON: {exc}"
+            )
         )
         return
     for item in obj if isinstance(obj, list) else [obj]:
         call = _one_call(item, payload, names, forced)
-        (out.tool_calls if "type" in call and call["type"] == "tool_call" else out.invalid_tool_calls).append(call)
+        (out.tool_calls if "type" in call and call["type"] == "tool_call" else out.invalid_tool_calls).append(
+            call
+        )
 
 
 def _bare_json(text: str) -> str | None:
@@ -145,12 +158,16 @@ def parse_tool_calls(text: str, names: Sequence[str], forced: str | None = None)
         pieces: list[str] = []
         last = 0
         for m in _TAGGED.finditer(text):
-            pieces.append(text[last:m.start()])
+            pieces.append(text[last : m.start()])
             last = m.end()
             if not m.group(2):
                 out.invalid_tool_calls.append(
-                    invalid_tool_call(name=None, args=m.group(1).strip(), id=_new_id(),
-                                      error="unterminated <tool_call> (generation stopped inside it)")
+                    invalid_tool_call(
+                        name=None,
+                        args=m.group(1).strip(),
+                        id=_new_id(),
+                        error="unterminated <tool_call> (generation stopped inside it)",
+                    )
                 )
                 continue
             _collect(m.group(1).strip(), names, forced, out)
@@ -180,7 +197,7 @@ class ToolTextBuffer:
 
     Example:
         >>> buf = ToolTextBuffer(["add"])
-        >>> buf.feed("Sure. "), buf.feed("<tool_"), buf.feed('call>{"name": "add", "arguments": {}}</tool_call>')
+        >>> buf.feed("Sure. "), buf.feed("<tool_"), buf.feed('call>{"name": "add"}</tool_call>')
         ('Sure. ', '', '')
         >>> buf.finish().tool_calls[0]["name"]
         'add'
@@ -210,13 +227,13 @@ class ToolTextBuffer:
         upto = max(self._hold_from(), self._sent)
         if upto <= self._sent:
             return ""
-        safe = self._text[self._sent:upto]
+        safe = self._text[self._sent : upto]
         self._sent = upto
         return safe
 
     def finish(self) -> ParsedOutput:
         """Parse the held-back rest; its ``text`` is what remains to be streamed."""
-        return parse_tool_calls(self._text[self._sent:], self.names, self.forced)
+        return parse_tool_calls(self._text[self._sent :], self.names, self.forced)
 
 
 def tool_call_chunks(parsed: ParsedOutput) -> list[dict[str, Any]]:
@@ -228,14 +245,28 @@ def tool_call_chunks(parsed: ParsedOutput) -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = []
     for i, call in enumerate(parsed.tool_calls):
-        out.append({"type": "tool_call_chunk", "name": call["name"], "args": json.dumps(call["args"]),
-                    "id": call["id"], "index": i})
+        out.append(
+            {
+                "type": "tool_call_chunk",
+                "name": call["name"],
+                "args": json.dumps(call["args"]),
+                "id": call["id"],
+                "index": i,
+            }
+        )
     for j, bad in enumerate(parsed.invalid_tool_calls, start=len(out)):
         args = bad.get("args") or ""
         try:
             keeps_invalid = not isinstance(parse_partial_json(args), dict)
         except Exception:  # unparsable even leniently: stays invalid as is
             keeps_invalid = True
-        out.append({"type": "tool_call_chunk", "name": bad.get("name"),
-                    "args": args if keeps_invalid else json.dumps(args), "id": bad.get("id"), "index": j})
+        out.append(
+            {
+                "type": "tool_call_chunk",
+                "name": bad.get("name"),
+                "args": args if keeps_invalid else json.dumps(args),
+                "id": bad.get("id"),
+                "index": j,
+            }
+        )
     return out

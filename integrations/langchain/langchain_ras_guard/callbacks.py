@@ -39,15 +39,15 @@ def _first_message(response: LLMResult) -> Any:
 class RiskLoggingCallbackHandler(BaseCallbackHandler):
     """Writes one JSON line per guarded chat-model call to a size-rotated file.
 
-    A line holds: ``time`` (UTC, ISO 8601), ``run_id``, ``parent_run_id``, ``model``, ``risk``, ``similarity``,
-    ``decision`` (``answered`` / ``steered`` / ``blocked``, or ``error``), ``policy``, ``risk_given``,
-    ``calibration_id``, ``image_sha256`` (hashes of the decoded images, never image data), ``guard_tokens``,
-    ``input_tokens`` / ``output_tokens``, ``latency_s`` and, for failed calls, ``error``. Calls of other chat
-    models are not logged; a risk event sent without a chat-model run (e.g. a request blocked by
-    :class:`~langchain_ras_guard.RASGuardMiddleware`) is logged on its own line.
+    A line holds: ``time`` (UTC, ISO 8601), ``run_id``, ``parent_run_id``, ``model``, ``risk``,
+    ``similarity``, ``decision`` (``answered`` / ``steered`` / ``blocked``, or ``error``), ``policy``,
+    ``risk_given``, ``calibration_id``, ``image_sha256`` (hashes of the decoded images, never image data),
+    ``guard_tokens``, ``input_tokens`` / ``output_tokens``, ``latency_s`` and, for failed calls, ``error``.
+    Calls of other chat models are not logged; a risk event sent without a chat-model run (e.g. a request
+    blocked by :class:`~langchain_ras_guard.RASGuardMiddleware`) is logged on its own line.
 
-    Safe for concurrent calls (a lock guards the per-run state; the file handler has its own lock) and for async
-    runs (LangChain runs this sync handler in a worker thread).
+    Safe for concurrent calls (a lock guards the per-run state; the file handler has its own lock) and for
+    async runs (LangChain runs this sync handler in a worker thread).
 
     Args:
         path: Log file (folders are created).
@@ -128,7 +128,9 @@ class RiskLoggingCallbackHandler(BaseCallbackHandler):
         message = _first_message(response)
         meta = getattr(message, "response_metadata", None) or {}
         ras = meta.get("ras") if isinstance(meta.get("ras"), dict) else run.get("ras") or {}
-        self._write(run_id, run, ras, getattr(message, "usage_metadata", None), time.monotonic() - run["start"])
+        self._write(
+            run_id, run, ras, getattr(message, "usage_metadata", None), time.monotonic() - run["start"]
+        )
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Log a failed guarded call (e.g. an unsafe image URL)."""
@@ -137,7 +139,11 @@ class RiskLoggingCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         self._write(
-            run_id, run, run.get("ras") or {}, None, time.monotonic() - run["start"],
+            run_id,
+            run,
+            run.get("ras") or {},
+            None,
+            time.monotonic() - run["start"],
             error=f"{type(error).__name__}: {str(error)[:300]}",
         )
 

@@ -11,35 +11,31 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
-from ras_guard import GuardedGeneration, RASGuard, RiskAssessment
+from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
 from ras_guard.errors import InvalidMessageError, ToolCallingNotSupportedError
-from ras_guard.streaming import GuardedStream
-from ras_guard.types import Decision
 from typing_extensions import Self, override
 
 from . import _runs
-from ._images import FetchPolicy
-from ._messages import ImageResolver, to_guard_messages
+from ._fetch import FetchPolicy
+from ._images import ImageResolver
+from ._messages import to_guard_messages
 from ._streams import apieces, pieces
-from ._tools import ParsedOutput, ToolTextBuffer, forced_tool, parse_tool_calls, tool_call_chunks
+from ._tools import ToolTextBuffer, forced_tool
+from ._turns import Turn, decide, generation_kwargs, ras_metadata
 
 __all__ = ["RAS_EVENT", "RASGuardedChatModel"]
 
@@ -48,7 +44,6 @@ RAS_EVENT = "ras_risk_assessed"
 
 _GUARDS: weakref.WeakValueDictionary[tuple[Any, ...], RASGuard] = weakref.WeakValueDictionary()
 _GUARDS_LOCK = threading.Lock()
-_DONE: Any = object()
 
 
 def _load_guard(model: str, calibration: str | None, device: str | None, dtype: str | None) -> RASGuard:
@@ -60,24 +55,6 @@ def _load_guard(model: str, calibration: str | None, device: str | None, dtype: 
             guard = RASGuard.from_pretrained(model, calibration, device=device, dtype=dtype)
             _GUARDS[key] = guard
         return guard
-
-
-@dataclass
-class _Turn:
-    """One call after conversion and assessment, before generation."""
-
-    messages: list[dict[str, Any]]
-    assessment: RiskAssessment | None
-    risk: float
-    decision: Decision
-    ras: dict[str, Any]
-    generate_kwargs: dict[str, Any]
-    tool_names: list[str] = field(default_factory=list)
-    forced: str | None = None
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 class RASGuardedChatModel(_runs.RunLinkedChatModel):
@@ -96,8 +73,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     ``image_url`` blocks, legacy ``source_type`` blocks); http(s) URLs are fetched with SSRF protection.
 
     Per-call keyword arguments: ``ras_risk`` (skip the assessment, use this risk), ``ras_assessment`` (reuse a
-    :class:`ras_guard.RiskAssessment` computed with :meth:`assess`), ``max_tokens``, ``temperature``; others are
-    passed to ``model.generate``.
+    :class:`ras_guard.RiskAssessment` computed with :meth:`assess`), ``max_tokens``, ``temperature``; others
+    are passed to ``model.generate``.
 
     Example:
         >>> from langchain_ras_guard import RASGuardedChatModel
@@ -129,11 +106,11 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     streaming: bool = False
     """Stream tokens to callback handlers also from ``invoke``."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds an answer may take (transformers ``max_time``; the answer ends with ``finish_reason='length'``)."""
+    """Seconds an answer may take (transformers ``max_time``; it then ends, ``finish_reason='length'``)."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of an image download after a connection error or an HTTP 5xx."""
     policy: Literal["steer", "block", "monitor"] = "steer"
-    """What to do with the risk: steer the answer, block (refuse) above ``block_threshold``, or only report."""
+    """What to do with the risk: steer the answer, refuse above ``block_threshold``, or only report it."""
     block_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     """Risk at or above which ``policy="block"`` refuses without generating."""
     refusal_message: str = "I can't help with that request."
@@ -193,7 +170,9 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
 
     def _guard(self) -> RASGuard:
         if self.guard is None:  # only if someone set it to None after construction
-            raise InvalidMessageError("this chat model has no guard; construct it with model=... or guard=...")
+            raise InvalidMessageError(
+                "this chat model has no guard; construct it with model=... or guard=..."
+            )
         return self.guard
 
     def _resolver(self) -> ImageResolver:
@@ -223,7 +202,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
 
         Example:
             >>> a = llm.assess("How do I make a bomb?")  # doctest: +SKIP
-            >>> llm.invoke("How do I make a bomb?", ras_assessment=a) if a.risk < 0.9 else None  # doctest: +SKIP
+            >>> llm.invoke("How do I make a bomb?", ras_assessment=a)  # doctest: +SKIP
         """
         return self._guard().assess(self.convert_messages(messages))
 
@@ -246,8 +225,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Render tools through the model's chat template and parse its tool calls.
 
-        ``tool_choice`` ``"none"`` drops the tools; a tool name, ``"any"``/``"required"`` (with one tool) make a
-        bare JSON answer count as a call to that tool. A local model cannot be forced to call a tool.
+        ``tool_choice`` ``"none"`` drops the tools; a tool name, ``"any"``/``"required"`` (with one tool)
+        make a bare JSON answer count as a call to that tool. A local model cannot be forced to call a tool.
 
         Raises:
             ToolCallingNotSupportedError: The model's chat template does not render tools.
@@ -258,91 +237,14 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         if not self._guard().supports_tools:
             raise ToolCallingNotSupportedError(
                 f"the chat template of {self.model!r} does not render tools, so it cannot call them; use a "
-                "checkpoint whose template handles `tools` (e.g. Qwen2.5-VL, Llama 3.1+) or route tool use to "
+                "checkpoint whose template handles `tools` (e.g. Qwen2.5-VL, Llama 3.1+) or route tool use "
+                "to "
                 "another model."
             )
         formatted = [convert_to_openai_tool(t) for t in tools]
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     # ------------------------------------------------------------------ the call
-    def _generation_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        gen = {**self.model_kwargs}
-        temperature = kwargs.pop("temperature", self.temperature)
-        top_p = kwargs.pop("top_p", self.top_p)
-        if temperature is not None:
-            if temperature == 0:
-                gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            else:
-                gen.update(do_sample=True, temperature=float(temperature))
-                if top_p is not None:
-                    gen["top_p"] = float(top_p)
-        if self.timeout is not None:
-            gen["max_time"] = float(self.timeout)
-        gen.update(kwargs)
-        return gen
-
-    def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Turn:
-        """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""
-        guard = self._guard()
-        kw = dict(kwargs)
-        for key in ("stream", "ls_structured_output_format", "structured_output_format"):
-            kw.pop(key, None)
-        if kw.pop("model", None) not in (None, self.model):
-            raise InvalidMessageError(
-                "a per-call model override is not supported (the model is loaded locally); create another "
-                "RASGuardedChatModel, sharing nothing or passing guard=... ."
-            )
-        tools = kw.pop("tools", None) or None
-        tool_choice = kw.pop("tool_choice", None)
-        given = kw.pop("ras_risk", None)
-        assessment = kw.pop("ras_assessment", None)
-        max_new = int(kw.pop("max_tokens", None) or self.max_tokens)
-        if tools and tool_choice == "none":
-            tools = None
-        if tools and not guard.supports_tools:
-            raise ToolCallingNotSupportedError(f"the chat template of {self.model!r} does not render tools.")
-        converted = to_guard_messages(messages, self._resolver())
-        if isinstance(assessment, dict):
-            assessment = RiskAssessment(**{**assessment, "image_sha256": tuple(assessment.get("image_sha256", ()))})
-        if given is not None:
-            given = float(given)
-            if not 0.0 <= given <= 1.0:
-                raise InvalidMessageError(f"ras_risk must lie in [0, 1], got {given!r}.")
-            assessment = None
-        elif assessment is None:
-            assessment = guard.assess(converted)
-        risk = given if given is not None else float(assessment.risk)  # type: ignore[union-attr]
-        floor = guard.config.risk_floor
-        if self.policy == "block" and risk >= self.block_threshold:
-            decision = Decision.BLOCKED
-        elif self.policy != "monitor" and risk >= floor and risk > 0.0:
-            decision = Decision.STEERED
-        else:
-            decision = Decision.ANSWERED
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "stop": (stop if stop is not None else self.stop) or None,
-            "tools": tools,
-            **self._generation_kwargs(kw),
-        }
-        if self.policy == "monitor":
-            gen_kwargs["risk"] = 0.0
-        elif given is not None:
-            gen_kwargs["risk"] = given
-        else:
-            gen_kwargs["assessment"] = assessment
-        names = [t["function"]["name"] for t in tools or []]
-        return _Turn(
-            messages=converted,
-            assessment=assessment,
-            risk=risk,
-            decision=decision,
-            ras=self.ras_metadata(assessment if assessment is not None else self._given(converted, risk), decision),
-            generate_kwargs=gen_kwargs,
-            tool_names=names,
-            forced=forced_tool(tool_choice, names) if tools else None,
-        )
-
     def ras_metadata(self, assessment: RiskAssessment, decision: Decision | str) -> dict[str, Any]:
         """The dict reported as ``response_metadata["ras"]`` and sent with the ``ras_risk_assessed`` event.
 
@@ -354,57 +256,84 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
             >>> llm.ras_metadata(llm.assess("hi"), "answered")["decision"]  # doctest: +SKIP
             'answered'
         """
-        a = assessment
-        return {
-            "risk": float(a.risk),
-            "similarity": _finite(a.similarity),
-            "visual_context": a.visual_context,
-            "decision": Decision(decision).value,
-            "policy": self.policy,
-            "risk_given": a.given,
-            "calibration_id": a.calibration_id,
-            "image_sha256": list(a.image_sha256),
-            "guard_tokens": a.guard_tokens,
-            "timings": dict(a.timings),
-            "model_name": self.model_name,
-        }
+        return ras_metadata(assessment, decision, policy=self.policy, model_name=self.model_name)
 
     def _given(self, converted: list[dict[str, Any]], risk: float) -> RiskAssessment:
+        """The assessment-shaped record of a caller-given risk (image hashes included)."""
         guard = self._guard()
         return RiskAssessment(
-            risk=risk, similarity=float("nan"), visual_context="", reformulated_prompt="",
+            risk=risk,
+            similarity=float("nan"),
+            visual_context="",
+            reformulated_prompt="",
             calibration_id=guard.calibration.calibration_id if guard.calibration is not None else "",
-            image_sha256=tuple(guard.normalize(converted).image_hashes), given=True,
+            image_sha256=tuple(guard.normalize(converted).image_hashes),
+            given=True,
+        )
+
+    def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
+        """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""
+        guard = self._guard()
+        kw = dict(kwargs)
+        for key in ("stream", "ls_structured_output_format", "structured_output_format"):
+            kw.pop(key, None)
+        if kw.pop("model", None) not in (None, self.model):
+            raise InvalidMessageError(
+                "a per-call model override is not supported (the model is loaded locally); create another "
+                "RASGuardedChatModel (pass guard=... to share a loaded one)."
+            )
+        tools = kw.pop("tools", None) or None
+        tool_choice = kw.pop("tool_choice", None)
+        given = kw.pop("ras_risk", None)
+        assessment = kw.pop("ras_assessment", None)
+        max_new = int(kw.pop("max_tokens", None) or self.max_tokens)
+        if tools and tool_choice == "none":
+            tools = None
+        if tools and not guard.supports_tools:
+            raise ToolCallingNotSupportedError(f"the chat template of {self.model!r} does not render tools.")
+        temperature, top_p = kw.pop("temperature", self.temperature), kw.pop("top_p", self.top_p)
+        converted = to_guard_messages(messages, self._resolver())
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "stop": (stop if stop is not None else self.stop) or None,
+            "tools": tools,
+            **generation_kwargs(
+                kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p, timeout=self.timeout
+            ),
+        }
+        if given is not None:
+            if not 0.0 <= float(given) <= 1.0:
+                raise InvalidMessageError(f"ras_risk must lie in [0, 1], got {given!r}.")
+            record = self._given(converted, float(given))
+            gen_kwargs["risk"] = float(given)
+        else:
+            if isinstance(assessment, dict):
+                assessment = RiskAssessment(
+                    **{**assessment, "image_sha256": tuple(assessment.get("image_sha256", ()))}
+                )
+            record = assessment if assessment is not None else guard.assess(converted)
+            gen_kwargs["assessment"] = record
+        if self.policy == "monitor":
+            gen_kwargs.pop("assessment", None)
+            gen_kwargs["risk"] = 0.0
+        decision = decide(
+            self.policy, record.risk, block_threshold=self.block_threshold, risk_floor=guard.config.risk_floor
+        )
+        names = [t["function"]["name"] for t in tools or []]
+        return Turn(
+            messages=converted,
+            decision=decision,
+            ras=self.ras_metadata(record, decision),
+            generate_kwargs=gen_kwargs,
+            model_name=self.model_name,
+            refusal=self.refusal_message,
+            policy=self.policy,
+            tool_names=names,
+            forced=forced_tool(tool_choice, names) if tools else None,
         )
 
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
         return _runs.RunLink.from_run_manager(self, run_manager) if run_manager else _runs.current(self)
-
-    def _refusal(self, turn: _Turn) -> AIMessage:
-        return AIMessage(
-            content=[{"type": "refusal", "refusal": self.refusal_message}],
-            usage_metadata=UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0),
-            response_metadata={"model_name": self.model_name, "finish_reason": "refusal", "ras": turn.ras},
-        )
-
-    def _answer(self, turn: _Turn, gen: GuardedGeneration) -> AIMessage:
-        parsed = (
-            parse_tool_calls(gen.text, turn.tool_names, turn.forced) if turn.tool_names else ParsedOutput(gen.text)
-        )
-        ras = {**turn.ras, "timings": dict(gen.timings), "guard_tokens": gen.usage.guard_tokens}
-        if self.policy != "monitor":
-            ras["decision"] = gen.decision.value
-        return AIMessage(
-            content=parsed.text,
-            tool_calls=parsed.tool_calls,
-            invalid_tool_calls=parsed.invalid_tool_calls,
-            usage_metadata=_usage(gen),
-            response_metadata={
-                "model_name": self.model_name,
-                "finish_reason": "tool_calls" if parsed.tool_calls else gen.finish_reason,
-                "ras": ras,
-            },
-        )
 
     def _generate(
         self,
@@ -416,9 +345,9 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         turn = self._begin(messages, stop, kwargs)
         _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            return ChatResult(generations=[ChatGeneration(message=self._refusal(turn))])
+            return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
         gen = self._guard().generate(turn.messages, **turn.generate_kwargs)
-        return ChatResult(generations=[ChatGeneration(message=self._answer(turn, gen))])
+        return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
 
     async def _agenerate(
         self,
@@ -430,34 +359,12 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         turn = await asyncio.to_thread(self._begin, messages, stop, kwargs)
         await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            return ChatResult(generations=[ChatGeneration(message=self._refusal(turn))])
+            return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
         gen = await asyncio.to_thread(self._guard().generate, turn.messages, **turn.generate_kwargs)
-        return ChatResult(generations=[ChatGeneration(message=self._answer(turn, gen))])
+        return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
 
     # ------------------------------------------------------------------ streaming
-    def _first_chunk(self, turn: _Turn) -> ChatGenerationChunk:
-        if turn.decision is Decision.BLOCKED:
-            content: Any = [{"type": "refusal", "refusal": self.refusal_message}]
-        else:
-            content = ""
-        return ChatGenerationChunk(message=AIMessageChunk(content=content, response_metadata={"ras": turn.ras}))
-
-    def _last_chunk(self, turn: _Turn, tail: ParsedOutput | None, result: GuardedGeneration | None) -> ChatGenerationChunk:
-        blocked = result is None
-        calls = tail.tool_calls if tail else []
-        chunks = tool_call_chunks(tail) if tail else []
-        reason = "refusal" if blocked else ("tool_calls" if calls else result.finish_reason)  # type: ignore[union-attr]
-        msg = AIMessageChunk(
-            content=[] if blocked else (tail.text if tail else ""),
-            tool_call_chunks=chunks,  # type: ignore[arg-type]
-            usage_metadata=UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0) if blocked
-            else _usage(result),  # type: ignore[arg-type]
-            response_metadata={"model_name": self.model_name, "finish_reason": reason},
-            chunk_position="last",
-        )
-        return ChatGenerationChunk(message=msg)
-
-    def _open(self, turn: _Turn) -> tuple[GuardedStream, ToolTextBuffer | None]:
+    def _open(self, turn: Turn) -> tuple[GuardedStream, ToolTextBuffer | None]:
         stream = self._guard().stream(turn.messages, **turn.generate_kwargs)
         return stream, (ToolTextBuffer(turn.tool_names, turn.forced) if turn.tool_names else None)
 
@@ -471,21 +378,20 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         turn = self._begin(messages, stop, kwargs)
         _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            yield self._first_chunk(turn)
-            yield self._last_chunk(turn, None, None)
+            yield turn.first_chunk()
+            yield turn.last_chunk(None, None)
             return
         stream, buffer = self._open(turn)
         pulled = pieces(stream)
         try:
-            yield self._first_chunk(turn)
+            yield turn.first_chunk()
             for piece in pulled:
-                text = buffer.feed(piece) if buffer else piece
-                if text:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if text := (buffer.feed(piece) if buffer else piece):
+                    chunk = turn.text_chunk(text)
                     if run_manager:
                         run_manager.on_llm_new_token(text, chunk=chunk)
                     yield chunk
-            yield self._last_chunk(turn, buffer.finish() if buffer else None, stream.result)
+            yield turn.last_chunk(buffer.finish() if buffer else None, stream.result)
         finally:
             pulled.close()  # cancels generation when the consumer stopped early
 
@@ -499,28 +405,19 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         turn = await asyncio.to_thread(self._begin, messages, stop, kwargs)
         await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            yield self._first_chunk(turn)
-            yield self._last_chunk(turn, None, None)
+            yield turn.first_chunk()
+            yield turn.last_chunk(None, None)
             return
         stream, buffer = await asyncio.to_thread(self._open, turn)
         pulled = apieces(stream)
         try:
-            yield self._first_chunk(turn)
+            yield turn.first_chunk()
             async for piece in pulled:
-                text = buffer.feed(piece) if buffer else piece
-                if text:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if text := (buffer.feed(piece) if buffer else piece):
+                    chunk = turn.text_chunk(text)
                     if run_manager:
                         await run_manager.on_llm_new_token(text, chunk=chunk)
                     yield chunk
-            yield self._last_chunk(turn, buffer.finish() if buffer else None, stream.result)
+            yield turn.last_chunk(buffer.finish() if buffer else None, stream.result)
         finally:
             await pulled.aclose()  # stops the producer thread, which cancels generation
-
-
-def _usage(gen: GuardedGeneration) -> UsageMetadata:
-    return UsageMetadata(
-        input_tokens=int(gen.usage.input_tokens),
-        output_tokens=int(gen.usage.output_tokens),
-        total_tokens=int(gen.usage.input_tokens + gen.usage.output_tokens),
-    )

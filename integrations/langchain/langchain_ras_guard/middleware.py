@@ -49,11 +49,11 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
     """Assess each model call of an agent; refuse and end the run at high risk.
 
     Before every model call the request (system message, history, images) is assessed by the guard of the
-    agent's :class:`~langchain_ras_guard.RASGuardedChatModel` (or of ``guard_model``). The assessment is appended
-    to the state field ``ras_assessments``. At ``risk >= threshold`` the model is not called: the call returns
-    an ``AIMessage`` holding a standard ``refusal`` content block and no tool calls, so the agent ends there.
-    Otherwise the model is called with the assessment passed along (``ras_assessment``), so it is not computed
-    twice, and steers as its ``policy`` says.
+    agent's :class:`~langchain_ras_guard.RASGuardedChatModel` (or of ``guard_model``). The assessment is
+    appended to the state field ``ras_assessments``. At ``risk >= threshold`` the model is not called: the
+    call returns an ``AIMessage`` holding a standard ``refusal`` content block and no tool calls, so the agent
+    ends there. Otherwise the model is called with the assessment passed along (``ras_assessment``), so it is
+    not computed twice, and steers as its ``policy`` says.
 
     Both the sync (``wrap_model_call``) and the async (``awrap_model_call``) hooks are implemented; the
     assessment runs in a worker thread in async agents.
@@ -105,7 +105,9 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
         system = [request.system_message] if request.system_message is not None else []
         return [*system, *request.messages]
 
-    def _record(self, guarded: RASGuardedChatModel, assessment: RiskAssessment, blocked: bool) -> dict[str, Any]:
+    def _record(
+        self, guarded: RASGuardedChatModel, assessment: RiskAssessment, blocked: bool
+    ) -> dict[str, Any]:
         decision = Decision.BLOCKED if blocked else Decision.ANSWERED
         record = guarded.ras_metadata(assessment, decision)
         record.update(threshold=self.threshold, source="middleware")

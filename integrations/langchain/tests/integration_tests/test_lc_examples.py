@@ -1,4 +1,4 @@
-"""The examples in ``examples/`` run end to end as subprocesses (demo model, else the tiny test checkpoint)."""
+"""The examples in ``examples/`` run end to end as subprocesses (demo model, else a tiny checkpoint)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,14 @@ def _run(script: str, cwd: Path, *args: str) -> str:
     if not demo_available():
         params = real_model_params()
         env.update(RAS_GUARD_MODEL=params["model"], RAS_GUARD_CALIBRATION=params["calibration"])
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 

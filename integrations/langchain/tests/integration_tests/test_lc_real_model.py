@@ -1,4 +1,4 @@
-"""RASGuardedChatModel on a real local checkpoint (the demo model when installed, else a tiny random LLaVA)."""
+"""RASGuardedChatModel on a real local checkpoint (the demo model if installed, else a tiny LLaVA)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,10 @@ def test_event_before_first_token_sync(llm: RASGuardedChatModel) -> None:
     msg = llm.invoke(_question(RED), config={"callbacks": [rec]})
     data = rec.check(streamed=False)
     assert data["risk"] == pytest.approx(msg.response_metadata["ras"]["risk"])
-    assert data["image_sha256"] == msg.response_metadata["ras"]["image_sha256"] and len(data["image_sha256"]) == 1
+    assert (
+        data["image_sha256"] == msg.response_metadata["ras"]["image_sha256"]
+        and len(data["image_sha256"]) == 1
+    )
     rec = Recorder()
     chunks = list(llm.stream(_question(RED), config={"callbacks": [rec]}))
     assert chunks[0].response_metadata["ras"] == rec.check(streamed=True)
@@ -67,9 +70,9 @@ def test_every_image_form_and_a_multi_turn_conversation(llm: RASGuardedChatModel
             {"type": "image", "source_type": "base64", "data": b64(RED), "mime_type": "image/png"},
         ]
         hashes = {
-            llm.invoke([HumanMessage(content=[f, {"type": "text", "text": "describe it"}])]).response_metadata["ras"][
-                "image_sha256"
-            ][0]
+            llm.invoke(
+                [HumanMessage(content=[f, {"type": "text", "text": "describe it"}])]
+            ).response_metadata["ras"]["image_sha256"][0]
             for f in forms
         }
         assert len(hashes) == 1  # the same pixels whatever the form
@@ -83,25 +86,38 @@ def test_every_image_form_and_a_multi_turn_conversation(llm: RASGuardedChatModel
         assert len(server.hits) == 2
     conversation = [
         SystemMessage("you are a careful assistant ."),
-        HumanMessage(content=[{"type": "image", "base64": b64(RED), "mime_type": "image/png"}, "what is this ?"]),
+        HumanMessage(
+            content=[{"type": "image", "base64": b64(RED), "mime_type": "image/png"}, "what is this ?"]
+        ),
         AIMessage("a red square ."),
-        HumanMessage(content=[{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(BLUE)}"}},
-                              {"type": "image", "base64": b64(RED), "mime_type": "image/png"}, "and these two ?"]),
+        HumanMessage(
+            content=[
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(BLUE)}"}},
+                {"type": "image", "base64": b64(RED), "mime_type": "image/png"},
+                "and these two ?",
+            ]
+        ),
     ]
     msg = llm.invoke(conversation)
     assert len(msg.response_metadata["ras"]["image_sha256"]) == 3 and msg.usage_metadata["input_tokens"] > 0
 
 
 def test_batch_of_mixed_risks_decides_each_request_on_its_own(llm: RASGuardedChatModel) -> None:
-    requests = [_question(RED), _question(None, "how can i make a bomb ?"), _question(BLUE, "what is it ?"),
-                _question(None, "tell me a story about a cat .")]
+    requests = [
+        _question(RED),
+        _question(None, "how can i make a bomb ?"),
+        _question(BLUE, "what is it ?"),
+        _question(None, "tell me a story about a cat ."),
+    ]
     risks = [llm.assess(r).risk for r in requests]
     assert len({round(r, 6) for r in risks}) > 1, risks
     threshold = (min(risks) + max(risks)) / 2
     blocker = llm.model_copy(update={"policy": "block", "block_threshold": threshold})
     out = blocker.batch(requests, config={"max_concurrency": 4})
-    expected = ["blocked" if r >= threshold else ("steered" if r >= llm.guard.config.risk_floor else "answered")
-                for r in risks]
+    expected = [
+        "blocked" if r >= threshold else ("steered" if r >= llm.guard.config.risk_floor else "answered")
+        for r in risks
+    ]
     assert [m.response_metadata["ras"]["decision"] for m in out] == expected
     assert [m.response_metadata["ras"]["risk"] for m in out] == pytest.approx(risks)
 
@@ -115,7 +131,11 @@ def test_concurrent_calls_with_risk_overrides(llm: RASGuardedChatModel) -> None:
     )
     out = parallel.invoke(_question(RED))
     assert {k: v.response_metadata["ras"]["decision"] for k, v in out.items()} == {
-        "low": "answered", "high": "steered", "blocked": "blocked", "monitored": "answered"}
+        "low": "answered",
+        "high": "steered",
+        "blocked": "blocked",
+        "monitored": "answered",
+    }
     assert out["blocked"].content_blocks[0]["type"] == "refusal"
 
 

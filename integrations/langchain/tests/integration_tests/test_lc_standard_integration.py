@@ -1,8 +1,9 @@
 """LangChain's standard integration suite (``ChatModelIntegrationTests``) on a real local checkpoint.
 
-The demo model when installed, else a tiny random LLaVA. Two standard tests download an image from the internet;
-they are overridden here with the same assertions on a local image (base64, and a URL served on 127.0.0.1 and
-allow-listed). Every skip is listed with its reason in the package README.
+The demo model when installed, else a tiny random LLaVA. Two standard tests download an image from the
+internet; they are marked xfail, and the same assertions run on a local image (base64, and a URL served on
+127.0.0.1 and allow-listed) in the ``*_offline`` tests. Every skip is listed with its reason in the package
+README.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from langchain_ras_guard import RASGuardedChatModel
 
 IMAGE = png_bytes((30, 120, 200), (64, 48))
 NO_INTERNET = (
-    "downloads an image from raw.githubusercontent.com and the test machines have no internet access; the same "
+    "downloads an image from raw.githubusercontent.com and the test machines have no internet access; the "
+    "same "
     "assertions run offline in the *_offline test next to it"
 )
 
@@ -95,7 +97,9 @@ class TestRASGuardedChatModelIntegration(ChatModelIntegrationTests):
         ):
             messages = [
                 HumanMessage("get a random diagram using the tool and give it a concise description"),
-                AIMessage([], tool_calls=[{"type": "tool_call", "id": "1", "name": "random_image", "args": {}}]),
+                AIMessage(
+                    [], tool_calls=[{"type": "tool_call", "id": "1", "name": "random_image", "args": {}}]
+                ),
                 ToolMessage(content=content, tool_call_id="1", name="random_image"),
             ]
 

@@ -14,8 +14,21 @@ from ras_guard.errors import UnsafeURLError
 
 from langchain_ras_guard import RAS_EVENT, RASGuardedChatModel, RiskLoggingCallbackHandler
 
-KEYS = {"time", "run_id", "parent_run_id", "model", "risk", "similarity", "decision", "policy", "calibration_id",
-        "image_sha256", "latency_s", "input_tokens", "output_tokens"}
+KEYS = {
+    "time",
+    "run_id",
+    "parent_run_id",
+    "model",
+    "risk",
+    "similarity",
+    "decision",
+    "policy",
+    "calibration_id",
+    "image_sha256",
+    "latency_s",
+    "input_tokens",
+    "output_tokens",
+}
 
 
 def _lines(path: Path) -> list[dict]:
@@ -68,8 +81,10 @@ def test_failed_call_is_logged_as_error(tmp_path: Path) -> None:
     llm = RASGuardedChatModel(guard=FakeGuard())
     log = RiskLoggingCallbackHandler(tmp_path / "e.jsonl")
     with pytest.raises(UnsafeURLError):
-        llm.invoke([HumanMessage(content=[{"type": "image", "url": "http://169.254.169.254/x.png"}])],
-                   config={"callbacks": [log]})
+        llm.invoke(
+            [HumanMessage(content=[{"type": "image", "url": "http://169.254.169.254/x.png"}])],
+            config={"callbacks": [log]},
+        )
     log.close()
     (line,) = _lines(tmp_path / "e.jsonl")
     assert line["decision"] == "error" and line["error"].startswith("UnsafeURLError")
@@ -77,8 +92,16 @@ def test_failed_call_is_logged_as_error(tmp_path: Path) -> None:
 
 def test_event_without_a_model_run_gets_its_own_line(tmp_path: Path) -> None:
     log = RiskLoggingCallbackHandler(tmp_path / "m.jsonl", include_visual_context=True)
-    log.on_custom_event(RAS_EVENT, {"risk": 0.9, "decision": "blocked", "source": "middleware",
-                                    "visual_context": "The image shows a bomb ."}, run_id=uuid.uuid4())
+    log.on_custom_event(
+        RAS_EVENT,
+        {
+            "risk": 0.9,
+            "decision": "blocked",
+            "source": "middleware",
+            "visual_context": "The image shows a bomb .",
+        },
+        run_id=uuid.uuid4(),
+    )
     log.on_custom_event("something_else", {"risk": 1}, run_id=uuid.uuid4())
     log.close()
     (line,) = _lines(tmp_path / "m.jsonl")

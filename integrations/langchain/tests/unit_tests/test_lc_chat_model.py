@@ -1,4 +1,4 @@
-"""RASGuardedChatModel logic on a scripted fake guard: policies, metadata, event ordering, streaming, tools."""
+"""RASGuardedChatModel on a scripted fake guard: policies, metadata, event ordering, streaming, tools."""
 
 from __future__ import annotations
 
@@ -33,13 +33,25 @@ def test_invoke_metadata_usage_and_name() -> None:
     assert msg.usage_metadata == {"input_tokens": 11, "output_tokens": 3, "total_tokens": 14}
     ras = msg.response_metadata["ras"]
     assert ras["decision"] == "answered" and ras["risk"] == pytest.approx(0.01)
-    assert set(ras) >= {"risk", "similarity", "visual_context", "decision", "calibration_id", "timings", "image_sha256"}
+    assert set(ras) >= {
+        "risk",
+        "similarity",
+        "visual_context",
+        "decision",
+        "calibration_id",
+        "timings",
+        "image_sha256",
+    }
     assert "answer" in ras["timings"]
 
 
 def test_image_hashes_and_visual_context_reported() -> None:
     img = {"type": "image", "base64": b64(png_bytes()), "mime_type": "image/png"}
-    ras = make().invoke([HumanMessage(content=[img, {"type": "text", "text": "what?"}])]).response_metadata["ras"]
+    ras = (
+        make()
+        .invoke([HumanMessage(content=[img, {"type": "text", "text": "what?"}])])
+        .response_metadata["ras"]
+    )
     assert len(ras["image_sha256"]) == 1 and len(ras["image_sha256"][0]) == 64
     assert ras["visual_context"].startswith("The image shows")
 
@@ -59,7 +71,10 @@ def test_block_policy_refuses_without_generating() -> None:
     llm = make(guard=fake, policy="block", block_threshold=0.8, refusal_message="No.")
     msg = llm.invoke(BOMB)
     assert msg.content_blocks == [{"type": "refusal", "refusal": "No."}]
-    assert msg.response_metadata["ras"]["decision"] == "blocked" and msg.response_metadata["finish_reason"] == "refusal"
+    assert (
+        msg.response_metadata["ras"]["decision"] == "blocked"
+        and msg.response_metadata["finish_reason"] == "refusal"
+    )
     assert [k for k, _ in fake.calls] == ["assess"]
     below = llm.invoke("which weapon is best?")  # risk 0.7 < 0.8: steered, not blocked
     assert below.response_metadata["ras"]["decision"] == "steered"
@@ -84,7 +99,10 @@ def test_given_risk_skips_assessment_and_reused_assessment_is_not_recomputed() -
     llm = make(guard=fake)
     msg = llm.invoke("hello", ras_risk=0.9)
     assert [k for k, _ in fake.calls] == ["generate"] and fake.calls[0][1]["risk"] == 0.9
-    assert msg.response_metadata["ras"]["risk_given"] is True and msg.response_metadata["ras"]["similarity"] is None
+    assert (
+        msg.response_metadata["ras"]["risk_given"] is True
+        and msg.response_metadata["ras"]["similarity"] is None
+    )
     fake.calls.clear()
     a = llm.assess(BOMB)
     llm.invoke(BOMB, ras_assessment=a)
@@ -98,8 +116,15 @@ def test_generation_parameters() -> None:
     fake = FakeGuard()
     make(guard=fake, temperature=0, timeout=5, stop=["END"], max_tokens=7).invoke("hi", stop=["STOP"])
     kw = fake.calls[-1][1]
-    assert kw["do_sample"] is False and kw["max_time"] == 5 and kw["stop"] == ["STOP"] and kw["max_new_tokens"] == 7
-    make(guard=fake, temperature=0.7, top_p=0.9, model_kwargs={"repetition_penalty": 1.1}).invoke("hi", max_tokens=3)
+    assert (
+        kw["do_sample"] is False
+        and kw["max_time"] == 5
+        and kw["stop"] == ["STOP"]
+        and kw["max_new_tokens"] == 7
+    )
+    make(guard=fake, temperature=0.7, top_p=0.9, model_kwargs={"repetition_penalty": 1.1}).invoke(
+        "hi", max_tokens=3
+    )
     kw = fake.calls[-1][1]
     assert kw["do_sample"] is True and kw["temperature"] == 0.7 and kw["top_p"] == 0.9
     assert kw["repetition_penalty"] == 1.1 and kw["max_new_tokens"] == 3
@@ -116,7 +141,9 @@ def test_event_before_first_token_invoke_and_stream() -> None:
     msg = llm.invoke(BOMB, config={"callbacks": [rec]})
     data = rec.check(streamed=False)
     final = msg.response_metadata["ras"]
-    assert {k: data[k] for k in ("risk", "decision", "image_sha256")} == {k: final[k] for k in ("risk", "decision", "image_sha256")}
+    assert {k: data[k] for k in ("risk", "decision", "image_sha256")} == {
+        k: final[k] for k in ("risk", "decision", "image_sha256")
+    }
     rec = Recorder()
     chunks = list(llm.stream(BOMB, config={"callbacks": [rec]}))
     data = rec.check(streamed=True)
@@ -208,7 +235,13 @@ def test_batch_each_request_gets_its_own_decision() -> None:
     llm = make(policy="block", block_threshold=0.8)
     inputs = [BOMB, "hello", "which weapon is best?", "hi there", BOMB + " now"]
     out = llm.batch(inputs, config={"max_concurrency": 5})
-    assert [m.response_metadata["ras"]["decision"] for m in out] == ["blocked", "answered", "steered", "answered", "blocked"]
+    assert [m.response_metadata["ras"]["decision"] for m in out] == [
+        "blocked",
+        "answered",
+        "steered",
+        "answered",
+        "blocked",
+    ]
 
 
 async def test_abatch_each_request_gets_its_own_decision() -> None:
@@ -233,22 +266,35 @@ class Person(BaseModel):
 
 
 def test_bind_tools_renders_and_parses_calls() -> None:
-    fake = FakeGuard(reply_fn=lambda m: 'Checking. <tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>')
+    fake = FakeGuard(
+        reply_fn=lambda m: (
+            'Checking. <tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+        )
+    )
     bound = make(guard=fake).bind_tools([get_weather])
     msg = bound.invoke("weather in Oslo?")
     assert msg.text == "Checking." and msg.tool_calls[0]["name"] == "get_weather"
-    assert msg.tool_calls[0]["args"] == {"city": "Oslo"} and msg.response_metadata["finish_reason"] == "tool_calls"
+    assert (
+        msg.tool_calls[0]["args"] == {"city": "Oslo"}
+        and msg.response_metadata["finish_reason"] == "tool_calls"
+    )
     tools = fake.calls[-1][1]["tools"]
     assert tools[0]["type"] == "function" and tools[0]["function"]["name"] == "get_weather"
     chunks = list(bound.stream("weather in Oslo?"))
     full = sum(chunks[1:], chunks[0])
     assert full.text == "Checking. " and [c["args"] for c in full.tool_calls] == [{"city": "Oslo"}]
-    followup = [HumanMessage("weather?"), msg, {"role": "tool", "content": "sunny", "tool_call_id": msg.tool_calls[0]["id"]}]
+    followup = [
+        HumanMessage("weather?"),
+        msg,
+        {"role": "tool", "content": "sunny", "tool_call_id": msg.tool_calls[0]["id"]},
+    ]
     bound.invoke(followup)
 
 
 def test_invalid_tool_calls_surface() -> None:
-    fake = FakeGuard(reply_fn=lambda m: '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>')
+    fake = FakeGuard(
+        reply_fn=lambda m: '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>'
+    )
     msg = make(guard=fake).bind_tools([get_weather]).invoke("x")
     assert msg.tool_calls == [] and len(msg.invalid_tool_calls) == 1
 

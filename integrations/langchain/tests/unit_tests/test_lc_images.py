@@ -13,16 +13,8 @@ import pytest
 from lc_ras_testing import LocalServer, Route, png_bytes
 from ras_guard.errors import CorruptImageError, ImageFetchError, ImageTooLargeError, UnsafeURLError
 
-from langchain_ras_guard._images import (
-    FetchPolicy,
-    ImageFetcher,
-    blocked_reason,
-    check_image_header,
-    decode_base64,
-    decode_data_uri,
-    ip_literal,
-)
-from langchain_ras_guard._messages import ImageResolver
+from langchain_ras_guard._fetch import FetchPolicy, ImageFetcher, blocked_reason, ip_literal
+from langchain_ras_guard._images import ImageResolver, check_image_header, decode_base64, decode_data_uri
 
 PNG = png_bytes()
 PUBLIC_IP = "93.184.216.34"
@@ -104,7 +96,9 @@ def test_non_http_schemes_refused(url: str) -> None:
 
 
 def test_name_with_any_private_address_refused() -> None:
-    policy = FetchPolicy(resolver=lambda h, p: [PUBLIC_IP, "10.1.2.3"], transport=httpx.MockTransport(_no_network))
+    policy = FetchPolicy(
+        resolver=lambda h, p: [PUBLIC_IP, "10.1.2.3"], transport=httpx.MockTransport(_no_network)
+    )
     with pytest.raises(UnsafeURLError, match="10.1.2.3"):
         ImageFetcher(policy).fetch("http://dual.example/x.png")
 
@@ -172,13 +166,18 @@ def test_same_host_redirect_followed_and_loop_bounded(server: LocalServer) -> No
 
 def test_5xx_retried_then_succeeds(server: LocalServer) -> None:
     server.routes["/flaky.png"] = Route(200, PNG, fail_first=2)
-    assert ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",), max_retries=2)).fetch(server.url("/flaky.png")) == PNG
+    assert (
+        ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",), max_retries=2)).fetch(server.url("/flaky.png"))
+        == PNG
+    )
     assert server.hits == ["/flaky.png"] * 3
 
 
 def test_4xx_not_retried(server: LocalServer) -> None:
     with pytest.raises(ImageFetchError, match="HTTP 404"):
-        ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",), max_retries=3)).fetch(server.url("/missing.png"))
+        ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",), max_retries=3)).fetch(
+            server.url("/missing.png")
+        )
     assert server.hits == ["/missing.png"]
 
 
@@ -189,7 +188,9 @@ def test_connect_errors_retried_then_reported() -> None:
         attempts.append(1)
         raise httpx.ConnectError("refused", request=request)
 
-    policy = FetchPolicy(resolver=lambda h, p: [PUBLIC_IP], transport=httpx.MockTransport(refuse), max_retries=2)
+    policy = FetchPolicy(
+        resolver=lambda h, p: [PUBLIC_IP], transport=httpx.MockTransport(refuse), max_retries=2
+    )
     with pytest.raises(ImageFetchError, match="failed"):
         ImageFetcher(policy).fetch("http://images.example.com/a.png")
     assert len(attempts) == 3
@@ -204,13 +205,17 @@ def test_declared_oversize_refused_before_reading(server: LocalServer) -> None:
 def test_undeclared_oversize_stops_reading(server: LocalServer) -> None:
     server.routes["/stream.png"] = Route(200, b"x" * 3_000_000)  # HTTP/1.0, no Content-Length
     with pytest.raises(ImageTooLargeError, match="stopped reading"):
-        ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",), max_bytes=100_000)).fetch(server.url("/stream.png"))
+        ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",), max_bytes=100_000)).fetch(
+            server.url("/stream.png")
+        )
 
 
 def test_compressed_response_refused() -> None:
     def gz(request: httpx.Request) -> httpx.Response:
         assert request.headers["accept-encoding"] == "identity"
-        return httpx.Response(200, stream=httpx.ByteStream(b"\x1f\x8b..."), headers={"Content-Encoding": "gzip"})
+        return httpx.Response(
+            200, stream=httpx.ByteStream(b"\x1f\x8b..."), headers={"Content-Encoding": "gzip"}
+        )
 
     policy = FetchPolicy(resolver=lambda h, p: [PUBLIC_IP], transport=httpx.MockTransport(gz))
     with pytest.raises(ImageFetchError, match="Content-Encoding"):

@@ -14,8 +14,9 @@ from ras_guard.errors import (
     UnsupportedInputError,
 )
 
-from langchain_ras_guard._images import FetchPolicy
-from langchain_ras_guard._messages import ImageResolver, to_guard_messages
+from langchain_ras_guard._fetch import FetchPolicy
+from langchain_ras_guard._images import ImageResolver
+from langchain_ras_guard._messages import to_guard_messages
 
 PNG = png_bytes()
 RED = png_bytes((255, 0, 0))
@@ -40,11 +41,24 @@ def _images(converted) -> list:
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64(PNG)}},
         {"type": "image", "image": PNG},
     ],
-    ids=["v1-base64", "v1-data-url", "openai-data-url", "openai-string", "legacy-base64", "anthropic", "raw-bytes"],
+    ids=[
+        "v1-base64",
+        "v1-data-url",
+        "openai-data-url",
+        "openai-string",
+        "legacy-base64",
+        "anthropic",
+        "raw-bytes",
+    ],
 )
 def test_inline_image_forms(block) -> None:
     out = _convert([HumanMessage(content=[{"type": "text", "text": "what is it?"}, block])])
-    assert out == [{"role": "user", "content": [{"type": "text", "text": "what is it?"}, {"type": "image", "image": PNG}]}]
+    assert out == [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "what is it?"}, {"type": "image", "image": PNG}],
+        }
+    ]
 
 
 def test_pil_image_passes_through() -> None:
@@ -76,13 +90,22 @@ def test_url_image_forms_fetched_from_allow_listed_host(make) -> None:
 def test_several_images_turns_system_and_tools() -> None:
     messages = [
         SystemMessage("be safe"),
-        HumanMessage(content=[{"type": "image", "base64": b64(PNG), "mime_type": "image/png"},
-                              {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(RED)}"}},
-                              {"type": "text", "text": "compare"}]),
+        HumanMessage(
+            content=[
+                {"type": "image", "base64": b64(PNG), "mime_type": "image/png"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(RED)}"}},
+                {"type": "text", "text": "compare"},
+            ]
+        ),
         AIMessage(content="checking", tool_calls=[{"name": "zoom", "args": {"factor": 2}, "id": "c1"}]),
-        ToolMessage(content=[{"type": "text", "text": "zoomed"}, {"type": "image", "base64": b64(RED),
-                                                                  "mime_type": "image/png"}],
-                    tool_call_id="c1", name="zoom"),
+        ToolMessage(
+            content=[
+                {"type": "text", "text": "zoomed"},
+                {"type": "image", "base64": b64(RED), "mime_type": "image/png"},
+            ],
+            tool_call_id="c1",
+            name="zoom",
+        ),
         ToolMessage("boom", tool_call_id="c2", status="error"),
         ChatMessage(role="developer", content="note"),
         HumanMessage("and now?", name="alice"),
@@ -90,15 +113,22 @@ def test_several_images_turns_system_and_tools() -> None:
     out = _convert(messages)
     assert [m["role"] for m in out] == ["system", "user", "assistant", "tool", "tool", "system", "user"]
     assert _images(out) == [PNG, RED, RED]
-    assert out[2]["tool_calls"] == [{"type": "function", "id": "c1", "function": {"name": "zoom", "arguments": {"factor": 2}}}]
+    assert out[2]["tool_calls"] == [
+        {"type": "function", "id": "c1", "function": {"name": "zoom", "arguments": {"factor": 2}}}
+    ]
     assert out[2]["content"] == [{"type": "text", "text": "checking"}]
     assert out[3]["tool_call_id"] == "c1" and out[3]["name"] == "zoom"
     assert out[4]["content"] == [{"type": "text", "text": "Error: boom"}]
 
 
 def test_ai_history_keeps_text_and_refusals_drops_reasoning() -> None:
-    ai = AIMessage(content=[{"type": "reasoning", "reasoning": "hmm"}, {"type": "text", "text": "ok"},
-                            {"type": "refusal", "refusal": "no"}])
+    ai = AIMessage(
+        content=[
+            {"type": "reasoning", "reasoning": "hmm"},
+            {"type": "text", "text": "ok"},
+            {"type": "refusal", "refusal": "no"},
+        ]
+    )
     assert _convert([ai])[0]["content"] == [{"type": "text", "text": "ok"}, {"type": "text", "text": "no"}]
 
 
@@ -120,7 +150,10 @@ def test_unusable_blocks_raise_clear_errors(block, error) -> None:
 
 def test_image_limits_apply_to_every_form() -> None:
     big = png_bytes(size=(64, 64))
-    for block in ({"type": "image", "base64": b64(big), "mime_type": "image/png"}, {"type": "image", "image": big}):
+    for block in (
+        {"type": "image", "base64": b64(big), "mime_type": "image/png"},
+        {"type": "image", "image": big},
+    ):
         with pytest.raises(ImageTooLargeError):
             _convert([HumanMessage(content=[block])], max_pixels=100)
         with pytest.raises(ImageTooLargeError):

@@ -40,8 +40,11 @@ def test_benign_run_records_every_model_call_and_reuses_the_assessment() -> None
 def test_high_risk_ends_the_run_with_a_refusal(tmp_path: Path) -> None:
     fake = FakeGuard(reply_fn=_tool_then_answer)
     log = RiskLoggingCallbackHandler(tmp_path / "agent.jsonl")
-    agent = create_agent(RASGuardedChatModel(guard=fake), tools=[get_time],
-                         middleware=[RASGuardMiddleware(threshold=0.6, refusal_message="Refused.")])
+    agent = create_agent(
+        RASGuardedChatModel(guard=fake),
+        tools=[get_time],
+        middleware=[RASGuardMiddleware(threshold=0.6, refusal_message="Refused.")],
+    )
     state = agent.invoke({"messages": [("user", BOMB)]}, config={"callbacks": [log]})
     log.close()
     last = state["messages"][-1]
@@ -70,7 +73,10 @@ def test_middleware_needs_a_guarded_model() -> None:
     with pytest.raises(TypeError, match="RASGuardedChatModel"):
         agent.invoke({"messages": [("user", "hi")]})
     guard_model = RASGuardedChatModel(guard=FakeGuard())
-    agent = create_agent(FakeListChatModel(responses=["fine"]), tools=[],
-                         middleware=[RASGuardMiddleware(guard_model=guard_model)])
+    agent = create_agent(
+        FakeListChatModel(responses=["fine"]),
+        tools=[],
+        middleware=[RASGuardMiddleware(guard_model=guard_model)],
+    )
     state = agent.invoke({"messages": [("user", "hi")]})
     assert state["messages"][-1].text == "fine" and state["ras_assessments"][0]["risk"] < 0.5

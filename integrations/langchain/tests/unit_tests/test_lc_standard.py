@@ -1,8 +1,8 @@
 """LangChain's standard unit suite (langchain-tests ``ChatModelUnitTests``) on a real local checkpoint.
 
 The checkpoint is the bundled demo model when its assets are installed, else a tiny random LLaVA (see
-``lc_ras_testing.real_model_params``). Capability flags are set to what the model really does; skips are listed
-with their reasons in the package README.
+``lc_ras_testing.real_model_params``). Capability flags are set to what the model really does; skips are
+listed with their reasons in the package README.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class TestRASGuardedChatModelUnit(ChatModelUnitTests):
 
     @property
     def has_tool_calling(self) -> bool:
-        return False  # a tiny synthetic model cannot produce tool calls (bind_tools itself is tested elsewhere)
+        return (
+            False  # a tiny synthetic model cannot produce tool calls (bind_tools itself is tested elsewhere)
+        )
 
     @property
     def has_structured_output(self) -> bool:

@@ -1,0 +1,182 @@
+"""One guarded call between assessment and messages: decision, metadata, generation arguments (private).
+
+Example:
+    >>> decide("block", 0.9, block_threshold=0.5, risk_floor=0.05).value
+    'blocked'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk
+from ras_guard import Decision, GuardedGeneration, RiskAssessment
+
+from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
+
+__all__ = ["Turn", "decide", "generation_kwargs", "ras_metadata"]
+
+_NO_USAGE = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
+
+
+@dataclass
+class Turn:
+    """One call after conversion and assessment, before generation.
+
+    Attributes:
+        messages: The request as ras-guard chat dicts (images as bytes).
+        decision: What the policy decided (the answer's own decision may only confirm it).
+        ras: The risk metadata, as sent with the event and on the first chunk.
+        generate_kwargs: Arguments of ``guard.generate`` / ``guard.stream``.
+        tool_names: Names of the bound tools (empty: no tool parsing).
+        forced: The tool ``tool_choice`` forces, if exactly one.
+        model_name: Reported model name.
+        refusal: Text of the refusal block.
+        policy: The model's policy.
+    """
+
+    messages: list[dict[str, Any]]
+    decision: Decision
+    ras: dict[str, Any]
+    generate_kwargs: dict[str, Any]
+    model_name: str
+    refusal: str
+    policy: str
+    tool_names: list[str] = field(default_factory=list)
+    forced: str | None = None
+
+    # ------------------------------------------------------------------ whole messages
+    def refusal_message(self) -> AIMessage:
+        """The answer of a blocked request: a standard refusal block, nothing generated."""
+        return AIMessage(
+            content=[{"type": "refusal", "refusal": self.refusal}],
+            usage_metadata=_NO_USAGE,
+            response_metadata={"model_name": self.model_name, "finish_reason": "refusal", "ras": self.ras},
+        )
+
+    def answer_message(self, gen: GuardedGeneration) -> AIMessage:
+        """The answer of a generated request, tool calls parsed."""
+        parsed = self.parse(gen.text)
+        ras = {**self.ras, "timings": dict(gen.timings), "guard_tokens": gen.usage.guard_tokens}
+        if self.policy != "monitor":
+            ras["decision"] = gen.decision.value
+        return AIMessage(
+            content=parsed.text,
+            tool_calls=parsed.tool_calls,
+            invalid_tool_calls=parsed.invalid_tool_calls,
+            usage_metadata=usage(gen),
+            response_metadata={
+                "model_name": self.model_name,
+                "finish_reason": "tool_calls" if parsed.tool_calls else gen.finish_reason,
+                "ras": ras,
+            },
+        )
+
+    def parse(self, text: str) -> ParsedOutput:
+        """Split text into content and tool calls when tools are bound."""
+        return parse_tool_calls(text, self.tool_names, self.forced) if self.tool_names else ParsedOutput(text)
+
+    # ------------------------------------------------------------------ streamed chunks
+    def first_chunk(self) -> ChatGenerationChunk:
+        """The first chunk: the risk metadata (and the refusal block when blocked), before any token."""
+        blocked = self.decision is Decision.BLOCKED
+        content: Any = [{"type": "refusal", "refusal": self.refusal}] if blocked else ""
+        return ChatGenerationChunk(
+            message=AIMessageChunk(content=content, response_metadata={"ras": self.ras})
+        )
+
+    @staticmethod
+    def text_chunk(text: str) -> ChatGenerationChunk:
+        """One streamed piece."""
+        return ChatGenerationChunk(message=AIMessageChunk(content=text))
+
+    def last_chunk(self, tail: ParsedOutput | None, result: GuardedGeneration | None) -> ChatGenerationChunk:
+        """The closing chunk: held-back text and tool calls, usage, model name, ``chunk_position="last"``."""
+        if result is None:  # blocked
+            msg = AIMessageChunk(
+                content=[],
+                usage_metadata=_NO_USAGE,
+                response_metadata={"model_name": self.model_name, "finish_reason": "refusal"},
+                chunk_position="last",
+            )
+            return ChatGenerationChunk(message=msg)
+        calls = tail.tool_calls if tail else []
+        msg = AIMessageChunk(
+            content=tail.text if tail else "",
+            tool_call_chunks=tool_call_chunks(tail) if tail else [],  # type: ignore[arg-type]
+            usage_metadata=usage(result),
+            response_metadata={
+                "model_name": self.model_name,
+                "finish_reason": "tool_calls" if calls else result.finish_reason,
+            },
+            chunk_position="last",
+        )
+        return ChatGenerationChunk(message=msg)
+
+
+def usage(gen: GuardedGeneration) -> UsageMetadata:
+    """LangChain usage of a guarded generation (guard tokens are reported in the risk metadata)."""
+    return UsageMetadata(
+        input_tokens=int(gen.usage.input_tokens),
+        output_tokens=int(gen.usage.output_tokens),
+        total_tokens=int(gen.usage.input_tokens + gen.usage.output_tokens),
+    )
+
+
+def decide(policy: str, risk: float, *, block_threshold: float, risk_floor: float) -> Decision:
+    """The policy's decision for a risk (steering happens at or above the guard's risk floor)."""
+    if policy == "block" and risk >= block_threshold:
+        return Decision.BLOCKED
+    if policy != "monitor" and risk >= risk_floor and risk > 0.0:
+        return Decision.STEERED
+    return Decision.ANSWERED
+
+
+def generation_kwargs(
+    extra: dict[str, Any],
+    *,
+    model_kwargs: dict[str, Any],
+    temperature: float | None,
+    top_p: float | None,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """``model.generate`` arguments: sampling, ``max_time`` from the timeout, then per-call extras."""
+    gen = dict(model_kwargs)
+    if temperature is not None:
+        if temperature == 0:
+            gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            gen.update(do_sample=True, temperature=float(temperature))
+            if top_p is not None:
+                gen["top_p"] = float(top_p)
+    if timeout is not None:
+        gen["max_time"] = float(timeout)
+    gen.update(extra)
+    return gen
+
+
+def ras_metadata(
+    assessment: RiskAssessment, decision: Decision | str, *, policy: str, model_name: str
+) -> dict[str, Any]:
+    """The risk metadata dict (see ``RASGuardedChatModel.ras_metadata``)."""
+    a = assessment
+    similarity = (
+        a.similarity if isinstance(a.similarity, (int, float)) and math.isfinite(a.similarity) else None
+    )
+    return {
+        "risk": float(a.risk),
+        "similarity": None if similarity is None else float(similarity),
+        "visual_context": a.visual_context,
+        "decision": Decision(decision).value,
+        "policy": policy,
+        "risk_given": a.given,
+        "calibration_id": a.calibration_id,
+        "image_sha256": list(a.image_sha256),
+        "guard_tokens": a.guard_tokens,
+        "timings": dict(a.timings),
+        "model_name": model_name,
+    }

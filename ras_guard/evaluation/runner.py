@@ -262,14 +262,16 @@ def run_evaluation(
     output = _Output(Path(out_dir), run.meta, resume) if out_dir is not None else None
     plan = [(s, s.items(limit)) for s in chosen]
     wanted = {(s.name, i.item_id) for s, items in plan for i in items}
-    run.records = [
+    loaded = [
         r for r in (output.loaded if output else []) if (r.suite, r.item_id) in wanted and r.mode in modes
     ]
-    done = {(r.suite, r.item_id) for r in run.records}
+    seen: dict[tuple[str, str], set[str]] = {}
+    for r in loaded:
+        seen.setdefault((r.suite, r.item_id), set()).add(r.mode)
+    done = {key for key, found in seen.items() if found == set(modes)}  # items with every mode answered
+    run.records = [r for r in loaded if (r.suite, r.item_id) in done]
     first = next((items[0] for _, items in plan if items), None)
-    if first is not None and len(done) < len(
-        wanted
-    ):  # untimed warm-up, so the first mode is not charged for it
+    if first is not None and len(done) < len(wanted):  # untimed warm-up: the first mode is not charged for it
         guard.generate_batch(
             [first.messages(multimodal=guard.backend.is_multimodal)], max_new_tokens=1, risks=[0.0]
         )

@@ -43,7 +43,7 @@ from ras_guard.errors import (
     ImageTooLargeError,
     UnsafeURLError,
 )
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 __all__ = ["FetchPolicy", "ImageFetcher", "blocked_reason", "ip_literal", "system_resolver"]
 
@@ -298,11 +298,14 @@ class ImageFetcher:
     def _get_with_retries(
         self, parsed: httpx.URL, ip: IPAddress, deadline: float, original: str
     ) -> tuple[int, str | None, bytes]:
+        def out_of_time(_state: RetryCallState) -> None:  # raises instead of sleeping past the deadline
+            _remaining(deadline, "retries", original)
+
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
             wait=wait_exponential(multiplier=0.2, max=2.0),
             retry=retry_if_exception(_should_retry),
-            before_sleep=lambda _state: _remaining(deadline, "retries", original),
+            before_sleep=out_of_time,
             reraise=True,
         )
         try:

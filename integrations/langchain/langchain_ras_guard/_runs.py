@@ -29,11 +29,11 @@ Example:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -222,7 +222,9 @@ class RunLinkedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         config, link = prepare(self, config, is_async=True)
-        inner = super().astream(input, config, stop=stop, **kwargs)
+        inner = cast(
+            "AsyncGenerator[AIMessageChunk, None]", super().astream(input, config, stop=stop, **kwargs)
+        )
         try:
             with bound(link):
                 first = await anext(inner, _END)

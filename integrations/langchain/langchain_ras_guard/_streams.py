@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterable
 from typing import Any
 
 __all__ = ["apieces", "pieces"]
@@ -39,7 +39,7 @@ def _close(stream: Any) -> None:
         close()
 
 
-def pieces(stream: Iterable[str]) -> Iterator[str]:
+def pieces(stream: Iterable[str]) -> Generator[str, None, None]:
     """Yield a stream's text pieces; cancel generation if the consumer stops early."""
     it = iter(stream)
     done = False
@@ -59,7 +59,7 @@ def pieces(stream: Iterable[str]) -> Iterator[str]:
             _close(stream)
 
 
-async def apieces(stream: Iterable[str]) -> AsyncIterator[str]:
+async def apieces(stream: Iterable[str]) -> AsyncGenerator[str, None]:
     """Yield a stream's text pieces in async code without blocking the event loop."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

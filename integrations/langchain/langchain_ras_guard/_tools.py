@@ -25,7 +25,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import InvalidToolCall, ToolCall
 from langchain_core.messages.tool import invalid_tool_call, tool_call
@@ -89,6 +89,7 @@ def _one_call(obj: Any, raw: str, names: Sequence[str], forced: str | None) -> T
     if not isinstance(obj, dict):
         return invalid_tool_call(name=None, args=raw, id=_new_id(), error="tool call is not a JSON object")
     name = obj.get("name")
+    args: Any
     if forced is not None and not _is_envelope(obj, names):
         name, args = forced, obj
     else:
@@ -128,9 +129,10 @@ def _collect(payload: str, names: Sequence[str], forced: str | None, out: Parsed
         return
     for item in obj if isinstance(obj, list) else [obj]:
         call = _one_call(item, payload, names, forced)
-        (out.tool_calls if "type" in call and call["type"] == "tool_call" else out.invalid_tool_calls).append(
-            call
-        )
+        if call.get("type") == "tool_call":
+            out.tool_calls.append(cast("ToolCall", call))
+        else:
+            out.invalid_tool_calls.append(cast("InvalidToolCall", call))
 
 
 def _bare_json(text: str) -> str | None:

@@ -31,8 +31,8 @@ _PROVIDER = "ras_guard"
 
 def _first_message(response: LLMResult) -> Any:
     try:
-        return response.generations[0][0].message  # type: ignore[attr-defined]
-    except (IndexError, AttributeError):
+        return getattr(response.generations[0][0], "message", None)
+    except IndexError:
         return None
 
 
@@ -127,7 +127,7 @@ class RiskLoggingCallbackHandler(BaseCallbackHandler):
             return
         message = _first_message(response)
         meta = getattr(message, "response_metadata", None) or {}
-        ras = meta.get("ras") if isinstance(meta.get("ras"), dict) else run.get("ras") or {}
+        ras: dict[str, Any] = meta["ras"] if isinstance(meta.get("ras"), dict) else run.get("ras") or {}
         self._write(
             run_id, run, ras, getattr(message, "usage_metadata", None), time.monotonic() - run["start"]
         )

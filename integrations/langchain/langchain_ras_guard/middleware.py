@@ -137,7 +137,7 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
     def _with_state(response: Any, record: dict[str, Any]) -> ExtendedModelResponse[Any]:
         if isinstance(response, AIMessage):
             response = ModelResponse(result=[response])
-        command = Command(update={"ras_assessments": [record]})
+        command: Command[Any] = Command(update={"ras_assessments": [record]})
         if isinstance(response, ExtendedModelResponse):
             return ExtendedModelResponse(model_response=response.model_response, command=command)
         return ExtendedModelResponse(model_response=response, command=command)

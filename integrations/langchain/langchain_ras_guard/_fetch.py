@@ -29,10 +29,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,7 +52,6 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_DNS_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ras-guard-dns")
 _USER_AGENT = "langchain-ras-guard (image fetch)"
 
 
@@ -184,13 +182,28 @@ def _resolve(host: str, port: int, policy: FetchPolicy, deadline: float, url: st
     literal = ip_literal(host)
     if literal is not None:
         return [literal]
-    future = _DNS_POOL.submit(policy.resolver, host, port)
-    try:
-        raw = future.result(timeout=_remaining(deadline, "DNS resolution", url))
-    except FutureTimeout as exc:
-        raise ImageFetchError(f"resolving {host!r} for {url!r} timed out.") from exc
-    except OSError as exc:
-        raise ImageFetchError(f"cannot resolve {host!r} for {url!r}: {exc}.") from exc
+    found: dict[str, Any] = {}
+
+    def lookup() -> (
+        None
+    ):  # getaddrinfo has no timeout: run it in a daemon thread and wait at most until the deadline
+        try:
+            found["addresses"] = policy.resolver(host, port)
+        except BaseException as exc:  # re-raised below
+            found["error"] = exc
+
+    thread = threading.Thread(target=lookup, name="ras-guard-dns", daemon=True)
+    thread.start()
+    thread.join(_remaining(deadline, "DNS resolution", url))
+    if thread.is_alive():
+        raise ImageFetchError(f"resolving {host!r} for {url!r} timed out.")
+    if "error" in found:
+        if isinstance(found["error"], OSError):
+            raise ImageFetchError(f"cannot resolve {host!r} for {url!r}: {found['error']}.") from found[
+                "error"
+            ]
+        raise found["error"]
+    raw = found["addresses"]
     out: list[IPAddress] = []
     for a in raw:
         try:

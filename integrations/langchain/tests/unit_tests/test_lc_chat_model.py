@@ -10,7 +10,12 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from lc_ras_testing import AsyncRecorder, FakeGuard, Recorder, b64, png_bytes
 from pydantic import BaseModel
-from ras_guard.errors import InvalidMessageError, ToolCallingNotSupportedError
+from ras_guard.errors import (
+    CorruptImageError,
+    ImageTooLargeError,
+    InvalidMessageError,
+    ToolCallingNotSupportedError,
+)
 
 from langchain_ras_guard import RAS_EVENT, RASGuardedChatModel
 
@@ -313,3 +318,15 @@ def test_tool_choice_none_drops_tools_and_unsupported_template_raises() -> None:
     assert fake.calls[-1][1]["tools"] is None
     with pytest.raises(ToolCallingNotSupportedError, match="does not render tools"):
         make(fake={"tools_ok": False}).bind_tools([get_weather])
+
+
+def test_oversized_and_corrupt_images_are_refused_before_the_model() -> None:
+    fake = FakeGuard()
+    llm = make(guard=fake, max_image_bytes=2000)
+    corrupt = {"type": "image", "base64": b64(b"definitely not an image"), "mime_type": "image/png"}
+    big = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(b'x' * 5000)}"}}
+    with pytest.raises(CorruptImageError):
+        llm.invoke([HumanMessage(content=[corrupt, {"type": "text", "text": "what?"}])])
+    with pytest.raises(ImageTooLargeError):
+        list(llm.stream([HumanMessage(content=[big, {"type": "text", "text": "what?"}])]))
+    assert fake.calls == []

@@ -268,3 +268,24 @@ def test_address_helpers() -> None:
     assert blocked_reason(ipaddress.ip_address("8.8.8.8")) is None
     assert blocked_reason(ipaddress.ip_address("2606:4700:4700::1111")) is None
     assert "loopback" in (blocked_reason(ipaddress.ip_address("::ffff:127.0.0.1")) or "")
+
+
+def test_resolution_is_bounded_in_time() -> None:
+    import time
+
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(2)
+        return [PUBLIC_IP]
+
+    start = time.monotonic()
+    with pytest.raises(ImageFetchError, match="resolving"):
+        ImageFetcher(FetchPolicy(resolver=slow, timeout=0.2)).fetch("http://slow-dns.example/a.png")
+    assert time.monotonic() - start < 1.5
+
+
+def test_resolution_errors_are_fetch_errors() -> None:
+    def fail(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    with pytest.raises(ImageFetchError, match="cannot resolve"):
+        ImageFetcher(FetchPolicy(resolver=fail)).fetch("http://nowhere.example/a.png")

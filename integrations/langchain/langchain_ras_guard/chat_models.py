@@ -26,7 +26,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
-from ras_guard.errors import InvalidMessageError, ToolCallingNotSupportedError
+from ras_guard.errors import InvalidMessageError, ModelLoadError, ToolCallingNotSupportedError
 from typing_extensions import Self, override
 
 from . import _runs
@@ -170,9 +170,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
 
     def _guard(self) -> RASGuard:
         if self.guard is None:  # only if someone set it to None after construction
-            raise InvalidMessageError(
-                "this chat model has no guard; construct it with model=... or guard=..."
-            )
+            raise ModelLoadError("this chat model has no guard; construct it with model=... or guard=...")
         return self.guard
 
     def _resolver(self) -> ImageResolver:

@@ -70,7 +70,17 @@ def _tiny_llava() -> dict[str, Any]:
 
 
 def real_model_params() -> dict[str, Any]:
-    """The demo model when its assets are installed, else a tiny random LLaVA with a fitted calibration."""
+    """The checkpoint of the real-model tests.
+
+    ``RAS_GUARD_TEST_MODEL`` (with ``RAS_GUARD_TEST_CALIBRATION``, ``RAS_GUARD_TEST_DEVICE``) if set, else the
+    demo model when its assets are installed, else a tiny random LLaVA with a fitted calibration.
+    """
+    if os.environ.get("RAS_GUARD_TEST_MODEL"):
+        return {
+            "model": os.environ["RAS_GUARD_TEST_MODEL"],
+            "calibration": os.environ.get("RAS_GUARD_TEST_CALIBRATION") or None,
+            "device": os.environ.get("RAS_GUARD_TEST_DEVICE") or None,
+        }
     if demo_available():
         return {"model": "demo", "device": "cpu"}
     return _tiny_llava()

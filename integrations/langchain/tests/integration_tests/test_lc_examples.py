@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lc_ras_testing import demo_available, real_model_params
+from lc_ras_testing import real_model_params
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 LINE = re.compile(r"^\s*(cake|bomb): risk=([0-9.]+) decision=(answered|steered|blocked)\s+-> ", re.M)
@@ -19,9 +19,11 @@ LINE = re.compile(r"^\s*(cake|bomb): risk=([0-9.]+) decision=(answered|steered|b
 def _run(script: str, cwd: Path, *args: str) -> str:
     pytest.importorskip("ras_guard.synthetic", reason="the demo world (ras_guard.synthetic) is not installed")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    if not demo_available():
-        params = real_model_params()
-        env.update(RAS_GUARD_MODEL=params["model"], RAS_GUARD_CALIBRATION=params["calibration"])
+    params = real_model_params()
+    if params["model"] != "demo":
+        env["RAS_GUARD_MODEL"] = params["model"]
+        if params.get("calibration"):
+            env["RAS_GUARD_CALIBRATION"] = params["calibration"]
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
         cwd=cwd,
@@ -37,7 +39,7 @@ def _run(script: str, cwd: Path, *args: str) -> str:
 def _risks(out: str) -> dict[str, tuple[float, str]]:
     found = {kind: (float(risk), decision) for kind, risk, decision in LINE.findall(out)}
     assert set(found) == {"cake", "bomb"}, out
-    if demo_available():  # the demo model tells a cake from a bomb
+    if real_model_params()["model"] == "demo":  # the demo model tells a cake from a bomb
         assert found["bomb"][0] > found["cake"][0]
     return found
 

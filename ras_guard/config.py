@@ -52,3 +52,18 @@ class RASConfig(BaseModel):
     )
     max_image_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Encoded images larger than this are refused.")
     caption_cache_size: int = Field(256, ge=0, description="Visual contexts cached by image hash; 0 disables.")
+    reuse_prefix_cache: bool = Field(
+        True,
+        description="Compute the KV cache of the prompt prefix that a request's caption, risk and answer passes "
+        "share (system prompt, history, image tokens) once and continue every pass from it, so the image is "
+        "encoded once per request. Outputs are unchanged; architectures not verified for it use the plain path.",
+    )
+    prefix_min_tokens: int = Field(
+        16, ge=1, description="Shortest shared prefix worth caching when it holds no image token (text-only chats)."
+    )
+    speculative_answer: bool = Field(
+        False,
+        description="Start the unsteered greedy answer in the same batch as the caption and risk passes; keep it "
+        "when the risk is under the floor, restart it with steering otherwise. Pays off where extra batch rows "
+        "are nearly free (small models, GPUs); see benchmarks/README.md for measurements.",
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,16 @@ import torch
 from transformers import StoppingCriteriaList
 
 from ._cache import LRUCache
-from ._decoding import GREEDY, StopOnStrings, cut_at_stop, sampling_after_steering
+from ._decoding import StopOnStrings, cut_at_stop, sampling_after_steering
+from ._kv import NotCacheable
+from ._pipeline import AnswerSpec, Session, speculative_allowed
 from .backends.base import Backend
 from .backends.hf import HFBackend
 from .calibration import Calibration
 from .config import RASConfig
 from .errors import CalibrationError, InvalidMessageError
 from .messages import Conversation, normalize_messages
-from .reformulate import caption_messages, clean_caption, reformulated_text
+from .reformulate import caption_messages, reformulated_text
 from .risk import apply_softcap, risk_from_similarity, similarity
 from .steering import SteeringLogitsProcessor
 from .streaming import GuardedStream
@@ -146,48 +149,71 @@ class RASGuard:
             )
         return cal.prototype_logits
 
-    def visual_contexts(self, convs: Sequence[Conversation]) -> tuple[list[str], list[bool], int]:
-        """One visual context per conversation (captions of its last turn's images, joined), batch-captioned.
-
-        Returns:
-            ``(contexts, whether each came entirely from the cache, tokens spent)``.
-        """
+    def _caption_lookup(self, convs: Sequence[Conversation]) -> tuple[dict[str, str], dict[str, Any]]:
+        """Captions found in the cache, and the images still to caption (by hash, first occurrence order)."""
         cfg = self.config
         todo: dict[str, Any] = {}
         found: dict[str, str] = {}
         for conv in convs:
             for h, img in zip(conv.last_user_image_hashes(), conv.last_user_images()):
-                key = (h, cfg.caption_prompt, cfg.caption_max_new_tokens)
-                cached = found.get(h) or self._captions.get(key)
+                cached = found.get(h) or self._captions.get((h, cfg.caption_prompt, cfg.caption_max_new_tokens))
                 if cached is not None:
                     found[h] = cached
                 elif h not in todo:
                     todo[h] = img
-        spent = 0
+        return found, todo
+
+    def _contexts(
+        self, convs: Sequence[Conversation], session: Session
+    ) -> tuple[list[str], list[bool], int]:
+        cfg = self.config
+        found, todo = self._caption_lookup(convs)
+        enc, ids = None, {}
         if todo:
-            hashes = list(todo)
-            inputs = self.backend.encode([caption_messages(todo[h], cfg) for h in hashes])
-            res = self.backend.generate(inputs, max_new_tokens=cfg.caption_max_new_tokens, **GREEDY)
-            for i, h in enumerate(hashes):
-                ids, _ = self.backend.trim(res.sequences[i])
-                found[h] = clean_caption(self.backend.decode(ids))
-                self._captions.put((h, cfg.caption_prompt, cfg.caption_max_new_tokens), found[h])
-                spent += res.prompt_tokens[i] + len(ids)
+            enc, rows = session._encode([caption_messages(todo[h], cfg) for h in todo])
+            ids = dict(zip(todo, rows))
+        session.plan(todo, ids)
+        if todo:
+            made = session.captions(todo, ids, enc)
+            for h, text in made.items():
+                self._captions.put((h, cfg.caption_prompt, cfg.caption_max_new_tokens), text)
+            found.update(made)
         contexts = [" ".join(found[h] for h in c.last_user_image_hashes()) for c in convs]
         from_cache = [all(h not in todo for h in c.last_user_image_hashes()) for c in convs]
-        return contexts, from_cache, spent
+        return contexts, from_cache, session.caption_tokens
 
-    def _assess(self, convs: Sequence[Conversation], calibration: Calibration | None = None) -> list[RiskAssessment]:
-        cal = calibration or self.calibration
+    def visual_contexts(self, convs: Sequence[Conversation]) -> tuple[list[str], list[bool], int]:
+        """One visual context per conversation (captions of its last turn's images, joined), batch-captioned.
+
+        Captions are cached by image hash, so a conversation that resends an image pays for it once.
+
+        Returns:
+            ``(contexts, whether each came entirely from the cache, tokens spent)``.
+
+        Example:
+            >>> guard.visual_contexts([guard.normalize(msgs)])[0]  # doctest: +SKIP
+            ['The image shows a bomb .']
+        """
+        session = Session(self, convs)
+        session.reason = "visual contexts only"
+        return self._contexts(convs, session)
+
+    def _assess(
+        self,
+        convs: Sequence[Conversation],
+        calibration: Calibration | None = None,
+        session: Session | None = None,
+    ) -> list[RiskAssessment]:
+        session = session or Session(self, convs, calibration)
+        cal = session.cal
         proto = apply_softcap(self._prototype_logits(cal), self.backend.softcap)
         cfg, n = self.config, self.config.num_steer_tokens
         t0 = time.perf_counter()
-        contexts, from_cache, caption_tokens = self.visual_contexts(convs)
+        contexts, from_cache, caption_tokens = self._contexts(convs, session)
         t1 = time.perf_counter()
         texts = [reformulated_text(c.question, vc, cfg) for c, vc in zip(convs, contexts)]
-        inputs = self.backend.encode([c.with_last_user_text(t) for c, t in zip(convs, texts)])
-        res = self.backend.generate(inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, **GREEDY)
-        sims = similarity(res.logits, proto, cfg.gamma).tolist()
+        logits, tokens, prompt = session.risk([c.with_last_user_text(t) for c, t in zip(convs, texts)])
+        sims = similarity(logits, proto, cfg.gamma).tolist()
         t2 = time.perf_counter()
         timings = {"caption": t1 - t0, "risk": t2 - t1, "total": t2 - t0}
         out = []
@@ -200,12 +226,12 @@ class RASGuard:
                     similarity=float(s),
                     visual_context=contexts[i],
                     reformulated_prompt=texts[i],
-                    risk_tokens=self.backend.decode(res.sequences[i].tolist()),
+                    risk_tokens=self.backend.decode(tokens[i]),
                     timings=dict(timings),
                     calibration_id=cal.calibration_id,
                     image_sha256=conv.image_hashes,
                     cached_caption=from_cache[i] and bool(conv.last_user_image_hashes()),
-                    guard_tokens=res.prompt_tokens[i] + n + (caption_tokens if i == 0 else 0),
+                    guard_tokens=prompt[i] + n + (caption_tokens if i == 0 else 0),
                 )
             )
         return out
@@ -266,6 +292,22 @@ class RASGuard:
             return list(assessments)
         return self._assess(convs)
 
+    def _steering(
+        self, values: Sequence[float], prompt_length: int, generation_kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The steering processor (plus re-ordered sampling warpers) for one answer call, or none at all."""
+        kwargs = dict(generation_kwargs)
+        if not any(r >= self.config.risk_floor and r > 0.0 for r in values):
+            return [], kwargs
+        if self.calibration is None:
+            self._prototype_logits(None)  # raises a clear error
+        kwargs, warpers = sampling_after_steering(getattr(self.backend.model, "generation_config", None), kwargs)
+        steer = SteeringLogitsProcessor(
+            self.calibration.prototype_logits, values, prompt_length,
+            floor=self.config.risk_floor, softcap=self.backend.softcap,
+        )
+        return [steer, *warpers], kwargs
+
     def _prepare(
         self,
         batch: Sequence[Messages],
@@ -273,27 +315,48 @@ class RASGuard:
         assessments: Sequence[RiskAssessment] | None,
         tools: list[dict] | None,
         generation_kwargs: dict[str, Any],
-    ) -> tuple[list[RiskAssessment], Any, list[Any], dict[str, Any]]:
+        *,
+        max_new_tokens: int,
+        speculative: bool,
+    ) -> tuple[list[RiskAssessment], list[_AnswerCall], dict[int, tuple[list[int], int]], float]:
+        """Assess (sharing the prompt prefix with the answer) and lay out the answer calls still to run.
+
+        Returns:
+            ``(assessments, answer calls, answers already finished speculatively, seconds they took)``.
+        """
         convs = [self.normalize(m) for m in batch]
         if not convs:
             raise InvalidMessageError("the batch is empty; pass at least one request.")
-        found = self._resolve_assessments(convs, risks, assessments)
-        inputs = self.backend.encode([c.as_list() for c in convs], tools=tools)
-        values = [a.risk for a in found]
-        processors: list[Any] = []
-        kwargs = dict(generation_kwargs)
-        if any(r >= self.config.risk_floor and r > 0.0 for r in values):
-            if self.calibration is None:
-                self._prototype_logits(None)  # raises a clear error
-            kwargs, warpers = sampling_after_steering(getattr(self.backend.model, "generation_config", None), kwargs)
-            processors = [
-                SteeringLogitsProcessor(
-                    self.calibration.prototype_logits, values, int(inputs["input_ids"].shape[1]),
-                    floor=self.config.risk_floor, softcap=self.backend.softcap,
-                ),
-                *warpers,
-            ]
-        return found, inputs, processors, kwargs
+        session: Session | None = None
+        done: dict[int, tuple[list[int], int]] = {}
+        spec_s = 0.0
+        if risks is None and assessments is None:
+            spec = speculative and speculative_allowed(self, generation_kwargs, None)
+            session = Session(self, convs, answer=AnswerSpec(max_new_tokens, tools, dict(generation_kwargs), spec))
+            found = self._assess(convs, session=session)
+            t0 = time.perf_counter()
+            done = session.finish_speculative([a.risk for a in found])
+            spec_s = time.perf_counter() - t0
+        else:
+            found = self._resolve_assessments(convs, risks, assessments)
+        rest = [i for i in range(len(convs)) if i not in done]
+        cached = [i for i in rest if session is not None and session.answer_cacheable(i)]
+        laid_out: list[tuple[list[int], Any, dict[str, Any]]] = []
+        if cached:
+            try:
+                laid_out.append((cached, *session.answer_inputs(cached, max_new_tokens)))
+            except NotCacheable:
+                cached = []
+        plain = [i for i in rest if i not in cached]
+        if plain:
+            laid_out.append((plain, self.backend.encode([convs[i].as_list() for i in plain], tools=tools), {}))
+        calls = []
+        for idx, inputs, extra in laid_out:
+            values = [found[i].risk for i in idx]
+            processors, kwargs = self._steering(values, int(inputs["input_ids"].shape[1]), generation_kwargs)
+            steered = [bool(processors) and r >= self.config.risk_floor and r > 0.0 for r in values]
+            calls.append(_AnswerCall(idx, inputs, processors, {**kwargs, **extra}, steered))
+        return found, calls, done, spec_s
 
     def generate_batch(
         self,
@@ -313,26 +376,41 @@ class RASGuard:
             >>> [o.steered for o in outs]  # doctest: +SKIP
             [False, True]
         """
-        found, inputs, processors, kwargs = self._prepare(batch, risks, assessments, tools, generation_kwargs)
-        if stop:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([
-                *(kwargs.get("stopping_criteria") or []),
-                StopOnStrings(self.backend.tokenizer, list(stop), int(inputs["input_ids"].shape[1])),
-            ])
-        t0 = time.perf_counter()
-        res = self.backend.generate(inputs, max_new_tokens=max_new_tokens, logits_processors=processors, **kwargs)
-        answer_s = time.perf_counter() - t0
+        found, calls, done, spec_s = self._prepare(
+            batch, risks, assessments, tools, generation_kwargs, max_new_tokens=max_new_tokens,
+            speculative=not stop,
+        )
+        floor = self.config.risk_floor
+        rows: dict[int, tuple[list[int], str, int, bool, float]] = {}
+        for i, (ids, prompt) in done.items():
+            kept, reason = self.backend.trim(torch.tensor(ids[:max_new_tokens], dtype=torch.long))
+            rows[i] = (kept, reason, prompt, found[i].risk >= floor and found[i].risk > 0.0, spec_s)
+        for call in calls:
+            kwargs = dict(call.kwargs)
+            if stop:
+                kwargs["stopping_criteria"] = StoppingCriteriaList([
+                    *(kwargs.get("stopping_criteria") or []),
+                    StopOnStrings(self.backend.tokenizer, list(stop), int(call.inputs["input_ids"].shape[1])),
+                ])
+            t0 = time.perf_counter()
+            res = self.backend.generate(
+                call.inputs, max_new_tokens=max_new_tokens, logits_processors=call.processors, **kwargs
+            )
+            answer_s = time.perf_counter() - t0
+            for k, i in enumerate(call.indices):
+                kept, reason = self.backend.trim(res.sequences[k])
+                rows[i] = (kept, reason, res.prompt_tokens[k], call.steered[k], answer_s)
         outs = []
         for i, a in enumerate(found):
-            ids, reason = self.backend.trim(res.sequences[i])
+            ids, reason, prompt, steered, answer_s = rows[i]
             text, stopped = cut_at_stop(self.backend.decode(ids), stop)
             outs.append(
                 GuardedGeneration(
                     text=text,
                     token_ids=ids,
                     assessment=a,
-                    steered=bool(processors) and a.risk >= self.config.risk_floor and a.risk > 0.0,
-                    usage=Usage(res.prompt_tokens[i], len(ids), a.guard_tokens),
+                    steered=steered,
+                    usage=Usage(prompt, len(ids), a.guard_tokens),
                     finish_reason="stop" if stopped else reason,
                     timings={**{f"assess_{k}": v for k, v in a.timings.items()}, "answer": answer_s},
                 )
@@ -356,10 +434,22 @@ class RASGuard:
             >>> s = guard.stream(msgs, max_new_tokens=64)  # doctest: +SKIP
             >>> print(s.assessment.risk); print("".join(s))  # doctest: +SKIP
         """
-        found, inputs, processors, kwargs = self._prepare(
+        found, calls, _, _ = self._prepare(
             [messages], None if risk is None else [risk], None if assessment is None else [assessment], tools,
-            generation_kwargs,
+            generation_kwargs, max_new_tokens=max_new_tokens, speculative=False,
         )
-        a = found[0]
-        steered = bool(processors) and a.risk >= self.config.risk_floor and a.risk > 0.0
-        return GuardedStream(self.backend, inputs, a, steered, processors, max_new_tokens, stop, kwargs)
+        call = calls[0]
+        return GuardedStream(
+            self.backend, call.inputs, found[0], call.steered[0], call.processors, max_new_tokens, stop, call.kwargs
+        )
+
+
+@dataclass
+class _AnswerCall:
+    """One answer ``generate`` call still to run: its requests, inputs, processors and kwargs."""
+
+    indices: list[int]
+    inputs: Any
+    processors: list[Any]
+    kwargs: dict[str, Any]
+    steered: list[bool]

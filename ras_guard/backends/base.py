@@ -48,6 +48,8 @@ class GenerationResult:
         prompt_tokens: Unpadded prompt length of each row.
         logits: ``[B, steps, V]`` raw logits per step when requested, else None.
         last_hidden: ``[B, steps, H]`` final-norm hidden state (lm_head input) per step when requested, else None.
+        cache: The KV cache the call ended with (``want_cache=True``), else None. It holds every position but the
+            last generated one.
     """
 
     sequences: torch.Tensor
@@ -55,6 +57,7 @@ class GenerationResult:
     prompt_tokens: list[int]
     logits: torch.Tensor | None = None
     last_hidden: torch.Tensor | None = None
+    cache: Any = None
 
 
 @runtime_checkable

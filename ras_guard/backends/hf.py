@@ -186,10 +186,14 @@ class HFBackend:
         logits_processors: Sequence[Any] = (),
         want_logits: bool = False,
         want_hidden: bool = False,
+        want_cache: bool = False,
         streamer: Any | None = None,
         **kwargs: Any,
     ) -> GenerationResult:
-        """Run ``model.generate``; see :class:`GenerationResult` for what comes back."""
+        """Run ``model.generate``; see :class:`GenerationResult` for what comes back.
+
+        ``kwargs`` go to ``model.generate`` (e.g. ``past_key_values`` to continue from a cached prompt prefix).
+        """
         prompt_length = int(inputs["input_ids"].shape[1])
         prompt_tokens = [int(x) for x in inputs["attention_mask"].sum(dim=1).tolist()]
         gen: dict[str, Any] = {
@@ -219,6 +223,7 @@ class HFBackend:
             prompt_tokens=prompt_tokens,
             logits=logits,
             last_hidden=hidden,
+            cache=out.past_key_values if want_cache else None,
         )
 
     def trim(self, row: torch.Tensor) -> tuple[list[int], str]:

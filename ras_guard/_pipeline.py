@@ -1,0 +1,390 @@
+"""The passes of one guarded call, sharing a prompt-prefix KV cache where the model allows it (private).
+
+A :class:`Session` lives for one ``assess`` / ``generate`` / ``stream`` call and is never shared:
+
+1. **Plan.** For each request, the longest common prefix of its passes (risk pass and answer pass, or risk pass
+   and caption pass) is computed on token ids. If it holds every image token of those passes, the request joins
+   the prefix group; otherwise (unsupported architecture, images after the question, tools in the system
+   block...) it takes the plain path, which is the original batched code.
+2. **Prefix.** One ``generate(max_new_tokens=1)`` over the prefixes of the group (left-padded, with the images)
+   yields their KV cache: the vision tower runs once per request.
+3. **Caption, risk, answer.** Each pass continues from (a crop of) its request's prefix cache; rows of a pass are
+   batched with :func:`ras_guard._kv.assemble`.
+4. **Speculative answer** (``RASConfig.speculative_answer``; greedy answers only): the unsteered answer rows ride
+   in the caption and risk calls; rows whose risk is under the floor keep their tokens and continue, the others
+   restart from the prefix with steering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from transformers import StoppingCriteriaList
+
+from . import _kv
+from ._decoding import GREEDY
+from .messages import Conversation
+from .reformulate import caption_messages, clean_caption, reformulated_text
+from .risk import apply_softcap
+from .steering import SteeringLogitsProcessor
+
+if TYPE_CHECKING:
+    from .backends.hf import HFBackend
+    from .calibration import Calibration
+    from .guard import RASGuard
+
+Ids = tuple[list[int], dict[str, list[int]]]
+
+_SPECULATIVE_KWARGS = frozenset({"do_sample", "num_beams", "temperature", "top_p", "top_k", "min_new_tokens"})
+
+
+@dataclass
+class AnswerSpec:
+    """The answer a session will be asked for (lets the plan share the prefix with the answer pass)."""
+
+    max_new_tokens: int
+    tools: list[dict] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    speculative: bool = False
+
+
+@dataclass
+class _Spec:
+    tokens: list[int]
+    row: _kv.Row | None  # continuation, None once ended
+
+
+@dataclass
+class _Out:
+    tokens: list[int]
+    ended: bool
+    logits: torch.Tensor | None
+    row: _kv.Row | None = None
+
+
+def risk_images(conv: Conversation) -> tuple[str, ...]:
+    """Hashes of the images the risk pass shows, in token order (earlier turns, then the last turn's)."""
+    before = tuple(h for h, o in zip(conv.image_hashes, conv.image_owners) if o < conv.last_user)
+    return before + tuple(conv.last_user_image_hashes())
+
+
+def speculative_allowed(guard: RASGuard, kwargs: dict[str, Any], stop: Sequence[str] | None) -> bool:
+    """Speculation needs plain greedy decoding (rows of one call share the decoding settings)."""
+    if not guard.config.speculative_answer or stop or set(kwargs) - _SPECULATIVE_KWARGS:
+        return False
+    gc = getattr(guard.backend.model, "generation_config", None)
+    do_sample = kwargs["do_sample"] if "do_sample" in kwargs else getattr(gc, "do_sample", False)
+    beams = kwargs["num_beams"] if "num_beams" in kwargs else getattr(gc, "num_beams", 1)
+    return not do_sample and (beams or 1) == 1
+
+
+class Session:
+    """Caption, risk and answer passes of one batch of requests (see the module docstring)."""
+
+    def __init__(
+        self,
+        guard: RASGuard,
+        convs: Sequence[Conversation],
+        calibration: Calibration | None = None,
+        answer: AnswerSpec | None = None,
+    ) -> None:
+        self.guard, self.backend, self.cfg = guard, guard.backend, guard.config
+        self.convs = list(convs)
+        self.cal = calibration or guard.calibration
+        self.answer = answer
+        self.reason = _kv.prefix_support(self.backend) if self.cfg.reuse_prefix_cache else "disabled in RASConfig"
+        self.hf = cast("HFBackend", guard.backend)  # only used on the prefix path, where it is one
+        self.media = _kv.media_token_ids(self.hf.model.config) if self.reason is None else frozenset()
+        self.eos = sorted(self.hf.eos_token_ids) if self.reason is None else []
+        self.prefixes: dict[int, _kv.Prefix] = {}
+        self.answer_ids: dict[int, Ids] = {}
+        self.spec: dict[int, _Spec] = {}
+        self.caption_tokens = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _encode(self, convs: Sequence[list[dict[str, Any]]], tools: list[dict] | None = None) -> tuple[Any, list[Ids]]:
+        enc = self.backend.encode(convs, tools=tools)
+        rows: list[Ids] = []
+        for i in range(enc["input_ids"].shape[0]):
+            m = enc["attention_mask"][i].bool()
+            types = {k: enc[k][i][m].tolist() for k in ("token_type_ids", "mm_token_type_ids") if k in enc}
+            rows.append((enc["input_ids"][i][m].tolist(), types))
+        return enc, rows
+
+    def _row(self, i: int, seq: Ids, images: Sequence[str], **budget: Any) -> _kv.Row:
+        cached, kv, delta = self.prefixes[i].crop(seq[0], images, self.media)
+        return _kv.Row(seq[0], seq[1], kv, cached, delta, **budget)
+
+    def _call(self, rows: list[_kv.Row], *, want_logits: bool = False, steer: bool = False) -> list[_Out]:
+        model = self.hf.model
+        inputs, extra = _kv.assemble(rows, model, self.hf.pad_token_id)
+        start = int(inputs["input_ids"].shape[1])
+        window = _kv.sliding_window(model.config)
+        if window is not None and len(rows) > 1 and start + max(r.max_new for r in rows) > window - 1:
+            raise _kv.NotCacheable("the batch would outgrow the sliding window")
+        limits = _kv.RowLimits(start, [r.max_new for r in rows], [r.lead for r in rows], self.eos)
+        procs: list[Any] = [_kv.RowMinNew(start, [r.min_new for r in rows], self.eos)]
+        if steer:
+            assert self.cal is not None  # the assessment that decided the steering needed it
+            procs.append(SteeringLogitsProcessor(
+                self.cal.prototype_logits, [r.risk for r in rows], start,
+                floor=self.cfg.risk_floor, softcap=self.backend.softcap,
+            ))
+        res = self.backend.generate(
+            inputs, max_new_tokens=max(r.max_new for r in rows), logits_processors=procs, want_logits=want_logits,
+            want_cache=True, stopping_criteria=StoppingCriteriaList([limits]), **GREEDY, **extra,
+        )
+        big_c = max(r.cached for r in rows)
+        logits = res.logits if want_logits else None
+        outs = []
+        for i, r in enumerate(rows):
+            n = int(limits.counts[i])
+            out = _Out(res.sequences[i, :n].tolist(), bool(limits.ended[i]), None if logits is None else logits[i])
+            if not out.ended and not r.lead:
+                t = len(r.ids) - r.cached
+                cols = list(range(big_c - r.cached, big_c)) + list(range(start - t, start)) + list(range(start, start + n - 1))
+                ids = r.ids + out.tokens
+                types = {k: v + [v[-1]] * n for k, v in r.types.items()}
+                kv = _kv.harvest(res.cache, i, 0, torch.tensor(cols))
+                out.row = _kv.Row(ids, types, kv, len(ids) - 1, r.delta, r.max_new - n, max(r.min_new - n, 0))
+            outs.append(out)
+        return outs
+
+    def _spec_rows(self) -> list[tuple[int, _kv.Row]]:
+        """Rows that carry the speculative answers along in the current call."""
+        if self.answer is None or not self.answer.speculative:
+            return []
+        rows = []
+        for i in sorted(self.prefixes):
+            state = self.spec.get(i)
+            if state is None:
+                a = self.answer
+                budget = {"max_new": a.max_new_tokens, "min_new": int(a.kwargs.get("min_new_tokens") or 0)}
+                rows.append((i, self._row(i, self.answer_ids[i], self.convs[i].image_hashes, **budget)))
+            elif state.row is not None:
+                rows.append((i, state.row))
+        return rows
+
+    def _absorb(self, spec_rows: list[tuple[int, _kv.Row]], outs: Sequence[_Out]) -> None:
+        for (i, _), out in zip(spec_rows, outs):
+            prev = self.spec[i].tokens if i in self.spec else []
+            self.spec[i] = _Spec(prev + out.tokens, out.row)
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, todo: dict[str, Any], caption_ids: dict[str, Ids]) -> None:
+        """Choose the prefix group and compute its prefix caches."""
+        if self.reason is not None:
+            return
+        cand = [
+            i for i, c in enumerate(self.convs)
+            if self.answer is not None or any(h in todo for h in c.last_user_image_hashes())
+        ]
+        if not cand:
+            return
+        probes = self._encode([
+            self.convs[i].with_last_user_text(reformulated_text(self.convs[i].question, "", self.cfg)) for i in cand
+        ])
+        answers = self._encode([self.convs[i].as_list() for i in cand], self.answer.tools) if self.answer else None
+        chosen: list[tuple[int, int, int]] = []  # (request, position in cand, prefix length)
+        for j, i in enumerate(cand):
+            probe = probes[1][j][0]
+            conv = self.convs[i]
+            other: list[int] | None = None
+            other_images: tuple[str, ...] = ()
+            if answers is not None:
+                other, other_images = answers[1][j][0], conv.image_hashes
+            else:
+                h = next((h for h in conv.last_user_image_hashes() if h in todo), None)
+                if h is not None:
+                    other, other_images = caption_ids[h][0], (h,)
+            if other is None or risk_images(conv)[: len(other_images)] != other_images:
+                continue
+            n = min(_kv.common_prefix(probe, other), len(probe) - 1, len(other) - 1)
+            media_inside = any(t in self.media for t in probe[:n])
+            if any(t in self.media for t in probe[n:] + other[n:]) or (not media_inside and n < self.cfg.prefix_min_tokens):
+                continue
+            chosen.append((i, j, n))
+        window = _kv.sliding_window(self.hf.model.config)
+        if window is not None and chosen:
+            longest = max(len(x[0]) for x in [*probes[1], *(answers[1] if answers else []), *caption_ids.values()])
+            extra = max(self.answer.max_new_tokens if self.answer else 0, self.cfg.caption_max_new_tokens)
+            if 2 * (longest + self.cfg.caption_max_new_tokens) + extra > window - 1:
+                return
+        if not chosen:
+            return
+        source = answers if answers is not None else probes
+        if len(chosen) != len(cand):
+            keep = [self.convs[i].as_list() if answers else self.convs[i].with_last_user_text(
+                reformulated_text(self.convs[i].question, "", self.cfg)) for i, _, _ in chosen]
+            source = self._encode(keep, self.answer.tools if self.answer else None)
+            chosen = [(i, k, n) for k, (i, _, n) in enumerate(chosen)]
+        try:
+            self._prefill(chosen, source)
+        except _kv.NotCacheable:
+            self.prefixes.clear()
+            return
+        if answers is not None:
+            pos = {i: j for j, i in enumerate(cand)}
+            self.answer_ids = {i: answers[1][pos[i]] for i in self.prefixes}
+
+    def _prefill(self, chosen: list[tuple[int, int, int]], source: tuple[Any, list[Ids]]) -> None:
+        enc, rows = source
+        model, width = self.hf.model, max(n for _, _, n in chosen)
+        b = len(chosen)
+        inputs: dict[str, Any] = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+        ids = torch.full((b, width), self.hf.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((b, width), dtype=torch.long)
+        for r, (_, j, n) in enumerate(chosen):
+            ids[r, width - n :] = torch.tensor(rows[j][0][:n])
+            mask[r, width - n :] = 1
+            for k, v in rows[j][1].items():
+                if r == 0:
+                    inputs[k] = torch.zeros((b, width), dtype=torch.long)
+                inputs[k][r, width - n :] = torch.tensor(v[:n])
+        device = enc["input_ids"].device
+        inputs = {**inputs, "input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+        extra: dict[str, Any] = {}
+        mpos = None
+        if _kv.is_mrope(model):
+            with torch.inference_mode():
+                extra["position_ids"] = mpos = _kv.mrope_positions(model, inputs)
+        res = self.backend.generate(inputs, max_new_tokens=1, want_cache=True, **GREEDY, **extra)
+        for r, (i, j, n) in enumerate(chosen):
+            kv = _kv.harvest(res.cache, r, width - n)
+            images = self.convs[i].image_hashes if self.answer is not None else risk_images(self.convs[i])
+            self.prefixes[i] = _kv.Prefix(
+                rows[j][0][:n], {k: v[:n] for k, v in rows[j][1].items()}, kv, tuple(images),
+                None if mpos is None else mpos[1:, r, width - n :].cpu(),
+            )
+
+    # ------------------------------------------------------------------ passes
+    def captions(self, todo: dict[str, Any], caption_ids: dict[str, Ids], enc: Any) -> dict[str, str]:
+        """Captions of ``todo`` images: from prefix caches where possible (with speculative rows), else plain."""
+        cfg, out = self.cfg, {}
+        cached: list[tuple[str, _kv.Row]] = []
+        plain = list(todo)
+        if self.prefixes:
+            plain = []
+            for h in todo:
+                row = None
+                for i in (i for i in self.prefixes if h in self.convs[i].last_user_image_hashes()):
+                    try:
+                        row = self._row(i, caption_ids[h], (h,), max_new=cfg.caption_max_new_tokens, lead=True)
+                        break
+                    except _kv.NotCacheable:
+                        continue
+                if row is None:
+                    plain.append(h)
+                else:
+                    cached.append((h, row))
+        if cached:
+            spec = self._spec_rows()
+            try:
+                outs = self._call([r for _, r in cached] + [r for _, r in spec])
+                self._absorb(spec, outs[len(cached):])
+                for (h, r), o in zip(cached, outs):
+                    ids, _ = self.backend.trim(torch.tensor(o.tokens, dtype=torch.long))
+                    out[h] = clean_caption(self.backend.decode(ids))
+                    self.caption_tokens += len(r.ids) + len(ids)
+            except _kv.NotCacheable:
+                plain += [h for h, _ in cached]
+                self.spec.clear()
+        if plain:
+            if len(plain) != len(todo):
+                enc = self.backend.encode([caption_messages(todo[h], cfg) for h in plain])
+            res = self.backend.generate(enc, max_new_tokens=cfg.caption_max_new_tokens, **GREEDY)
+            for k, h in enumerate(plain):
+                ids, _ = self.backend.trim(res.sequences[k])
+                out[h] = clean_caption(self.backend.decode(ids))
+                self.caption_tokens += res.prompt_tokens[k] + len(ids)
+        return out
+
+    def risk(self, convs_msgs: list[list[dict[str, Any]]]) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+        """Risk pass: ``([B, N, V] logits, N tokens per request, prompt tokens per request)``."""
+        n = self.cfg.num_steer_tokens
+        b = len(convs_msgs)
+        logits: list[torch.Tensor | None] = [None] * b
+        tokens: list[list[int]] = [[] for _ in range(b)]
+        prompt = [0] * b
+        enc, seqs = self._encode(convs_msgs)
+        cached: list[tuple[int, _kv.Row]] = []
+        for i in sorted(self.prefixes):
+            try:
+                row = self._row(i, seqs[i], risk_images(self.convs[i]), max_new=n, min_new=n, lead=True)
+                cached.append((i, row))
+            except _kv.NotCacheable:
+                pass
+        if cached:
+            spec = self._spec_rows()
+            try:
+                outs = self._call([r for _, r in cached] + [r for _, r in spec], want_logits=True)
+                self._absorb(spec, outs[len(cached):])
+                for (i, r), o in zip(cached, outs):
+                    assert o.logits is not None
+                    logits[i], tokens[i], prompt[i] = o.logits[:n], o.tokens, len(r.ids)
+            except _kv.NotCacheable:
+                cached = []
+                self.spec.clear()
+        plain = [i for i in range(b) if logits[i] is None]
+        if plain:
+            if len(plain) != b:
+                enc = self.backend.encode([convs_msgs[i] for i in plain])
+            res = self.backend.generate(enc, max_new_tokens=n, min_new_tokens=n, want_logits=True, **GREEDY)
+            assert res.logits is not None
+            for k, i in enumerate(plain):
+                logits[i], tokens[i], prompt[i] = res.logits[k], res.sequences[k].tolist(), res.prompt_tokens[k]
+        return torch.stack([x.float() for x in logits if x is not None]), tokens, prompt
+
+    # ------------------------------------------------------------------ answer
+    def finish_speculative(self, risks: Sequence[float]) -> dict[int, tuple[list[int], int]]:
+        """Complete the speculative answers: ``{request: (generated ids, prompt tokens)}``."""
+        a = self.answer
+        if not self.spec or a is None:
+            return {}
+        floor = self.cfg.risk_floor
+        done: dict[int, tuple[list[int], int]] = {}
+        rows: list[tuple[int, _kv.Row]] = []
+        for i, state in self.spec.items():
+            prompt = len(self.answer_ids[i][0])
+            if risks[i] >= floor and risks[i] > 0.0:
+                budget = {"max_new": a.max_new_tokens, "min_new": int(a.kwargs.get("min_new_tokens") or 0)}
+                row = self._row(i, self.answer_ids[i], self.convs[i].image_hashes, risk=risks[i], **budget)
+                rows.append((i, row))
+            elif state.row is None or state.row.max_new <= 0:
+                done[i] = (state.tokens, prompt)
+            else:
+                rows.append((i, state.row))
+        if rows:
+            outs = self._call([r for _, r in rows], steer=True)
+            for (i, r), o in zip(rows, outs):
+                before = [] if r.risk > 0.0 else self.spec[i].tokens
+                done[i] = (before + o.tokens, len(self.answer_ids[i][0]))
+        return done
+
+    def answer_inputs(
+        self, indices: Sequence[int], max_new_tokens: int
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Layout inputs and ``generate`` kwargs for the answer pass of prefix-group requests.
+
+        Raises:
+            NotCacheable: The requests cannot continue from their prefixes (the caller encodes them plainly).
+        """
+        rows = [self._row(i, self.answer_ids[i], self.convs[i].image_hashes) for i in indices]
+        inputs, extra = _kv.assemble(rows, self.hf.model, self.hf.pad_token_id)
+        window = _kv.sliding_window(self.hf.model.config)
+        if window is not None and len(rows) > 1 and inputs["input_ids"].shape[1] + max_new_tokens > window - 1:
+            raise _kv.NotCacheable("the batch would outgrow the sliding window")
+        return inputs, extra
+
+    def answer_cacheable(self, i: int) -> bool:
+        """Whether request ``i``'s answer pass can continue from its prefix cache."""
+        return i in self.prefixes and i in self.answer_ids
+
+
+def prototype(session: Session) -> torch.Tensor:
+    """The soft-capped prototype logits of the session's calibration."""
+    return apply_softcap(session.guard._prototype_logits(session.cal), session.backend.softcap)

@@ -203,8 +203,10 @@ def _stack_layer(rows: Sequence[Row], layer: int, width: int) -> tuple[torch.Ten
     return out[0], out[1]
 
 
-def harvest(cache: Any, row: int, start: int, columns: torch.Tensor | None = None) -> RowKV:
-    """Keys/values of one batch row: columns ``start:`` (views), or the given ``columns`` (a copy).
+def harvest(
+    cache: Any, row: int, start: int, columns: torch.Tensor | None = None, *, stop: int | None = None
+) -> RowKV:
+    """Keys/values of one batch row: columns ``start:stop`` (views), or the given ``columns`` (a copy).
 
     Raises:
         NotCacheable: A sliding-window layer no longer holds every column.
@@ -214,7 +216,7 @@ def harvest(cache: Any, row: int, start: int, columns: torch.Tensor | None = Non
     if any(k.shape[-2] != width for k, _ in layers):
         raise NotCacheable("a sliding-window layer dropped cached positions")
     if columns is None:
-        return [(k[row, :, start:], v[row, :, start:]) for k, v in layers]
+        return [(k[row, :, start:stop], v[row, :, start:stop]) for k, v in layers]
     idx = columns.to(layers[0][0].device)
     return [(k[row].index_select(1, idx), v[row].index_select(1, idx)) for k, v in layers]
 

@@ -100,6 +100,8 @@ class Session:
         self.media = _kv.media_token_ids(self.hf.model.config) if self.reason is None else frozenset()
         self.eos = sorted(self.hf.eos_token_ids) if self.reason is None else []
         self.prefixes: dict[int, _kv.Prefix] = {}
+        self.hosts: dict[int, tuple[str, int]] = {}  # request -> (caption image, prefix length): from the caption call
+        self.risk_hosted: set[int] = set()  # requests whose prefix comes from their (plain) risk call
         self.answer_ids: dict[int, Ids] = {}
         self.spec: dict[int, _Spec] = {}
         self.caption_tokens = 0
@@ -215,6 +217,18 @@ class Session:
                 return
         if not chosen:
             return
+        if answers is not None:
+            pos = {i: j for j, i in enumerate(cand)}
+            self.answer_ids = {i: answers[1][pos[i]] for i, _, _ in chosen}
+        if self.answer is None or not self.answer.speculative:
+            # No separate prefix call: the first pass of each request (plain, with the image) leaves the prefix.
+            hosts = self._caption_hosts([i for i, _, _ in chosen], todo, caption_ids)
+            if todo and len(hosts) == len(chosen):
+                self.hosts = hosts
+                return
+            if not todo and self.answer is not None:
+                self.risk_hosted = {i for i, _, _ in chosen}
+                return
         source = answers if answers is not None else probes
         if len(chosen) != len(cand):
             keep = [self.convs[i].as_list() if answers else self.convs[i].with_last_user_text(
@@ -225,10 +239,42 @@ class Session:
             self._prefill(chosen, source)
         except _kv.NotCacheable:
             self.prefixes.clear()
-            return
-        if answers is not None:
-            pos = {i: j for j, i in enumerate(cand)}
-            self.answer_ids = {i: answers[1][pos[i]] for i in self.prefixes}
+
+    def _caption_hosts(
+        self, requests: Sequence[int], todo: dict[str, Any], caption_ids: dict[str, Ids]
+    ) -> dict[int, tuple[str, int]]:
+        """Requests with one image whose caption prompt starts like their other passes: ``{i: (hash, length)}``."""
+        hosts = {}
+        for i in requests:
+            conv = self.convs[i]
+            images = risk_images(conv)
+            if len(images) != 1 or images[0] not in todo or (self.answer is not None and conv.image_hashes != images):
+                continue
+            ids = caption_ids[images[0]][0]
+            other = self.answer_ids[i][0] if i in self.answer_ids else ids
+            n = min(_kv.common_prefix(ids, other), len(ids) - 1, len(other) - 1)
+            if any(t in self.media for t in ids[:n]) and not any(t in self.media for t in ids[n:] + other[n:]):
+                hosts[i] = (images[0], n)
+        return hosts
+
+    def _adopt(self, res: Any, enc: Any, rows: Sequence[Ids], hosted: dict[int, tuple[int, int]]) -> None:
+        """Keep the prefix caches of ``{request: (row of the plain call, prefix length)}`` from a finished call."""
+        width = int(enc["input_ids"].shape[1])
+        mpos = None
+        if _kv.is_mrope(self.hf.model):
+            with torch.inference_mode():
+                mpos = _kv.mrope_positions(self.hf.model, dict(enc))
+        for i, (k, n) in hosted.items():
+            pad = width - len(rows[k][0])
+            try:
+                kv = _kv.harvest(res.cache, k, pad, stop=pad + n)
+            except _kv.NotCacheable:
+                continue
+            images = tuple(risk_images(self.convs[i]))
+            self.prefixes[i] = _kv.Prefix(
+                rows[k][0][:n], {t: v[:n] for t, v in rows[k][1].items()}, kv, images,
+                None if mpos is None else mpos[1:, k, pad : pad + n].cpu(),
+            )
 
     def _prefill(self, chosen: list[tuple[int, int, int]], source: tuple[Any, list[Ids]]) -> None:
         enc, rows = source
@@ -294,13 +340,17 @@ class Session:
                 plain += [h for h, _ in cached]
                 self.spec.clear()
         if plain:
+            rows = [caption_ids[h] for h in plain] if caption_ids else []
             if len(plain) != len(todo):
-                enc = self.backend.encode([caption_messages(todo[h], cfg) for h in plain])
-            res = self.backend.generate(enc, max_new_tokens=cfg.caption_max_new_tokens, **GREEDY)
+                enc, rows = self._encode([caption_messages(todo[h], cfg) for h in plain])
+            want = bool(self.hosts)
+            res = self.backend.generate(enc, max_new_tokens=cfg.caption_max_new_tokens, want_cache=want, **GREEDY)
             for k, h in enumerate(plain):
                 ids, _ = self.backend.trim(res.sequences[k])
                 out[h] = clean_caption(self.backend.decode(ids))
                 self.caption_tokens += res.prompt_tokens[k] + len(ids)
+            if want:
+                self._adopt(res, enc, rows, {i: (plain.index(h), n) for i, (h, n) in self.hosts.items() if h in plain})
         return out
 
     def risk(self, convs_msgs: list[list[dict[str, Any]]]) -> tuple[torch.Tensor, list[list[int]], list[int]]:
@@ -331,13 +381,32 @@ class Session:
                 self.spec.clear()
         plain = [i for i in range(b) if logits[i] is None]
         if plain:
+            rows = seqs
             if len(plain) != b:
-                enc = self.backend.encode([convs_msgs[i] for i in plain])
-            res = self.backend.generate(enc, max_new_tokens=n, min_new_tokens=n, want_logits=True, **GREEDY)
+                enc, rows = self._encode([convs_msgs[i] for i in plain])
+            hosted = self._risk_hosts(plain, rows)
+            res = self.backend.generate(
+                enc, max_new_tokens=n, min_new_tokens=n, want_logits=True, want_cache=bool(hosted), **GREEDY
+            )
+            if hosted:
+                self._adopt(res, enc, rows, hosted)
             assert res.logits is not None
             for k, i in enumerate(plain):
                 logits[i], tokens[i], prompt[i] = res.logits[k], res.sequences[k].tolist(), res.prompt_tokens[k]
         return torch.stack([x.float() for x in logits if x is not None]), tokens, prompt
+
+    def _risk_hosts(self, plain: Sequence[int], rows: Sequence[Ids]) -> dict[int, tuple[int, int]]:
+        """Requests whose answer prefix is kept from their plain risk call: ``{i: (row, prefix length)}``."""
+        hosted = {}
+        for k, i in enumerate(plain):
+            if i not in self.risk_hosted or i not in self.answer_ids:
+                continue
+            ids, answer = rows[k][0], self.answer_ids[i][0]
+            n = min(_kv.common_prefix(ids, answer), len(ids) - 1, len(answer) - 1)
+            same_images = risk_images(self.convs[i]) == self.convs[i].image_hashes
+            if same_images and n > 0 and not any(t in self.media for t in answer[n:]):
+                hosted[i] = (k, n)
+        return hosted
 
     # ------------------------------------------------------------------ answer
     def finish_speculative(self, risks: Sequence[float]) -> dict[int, tuple[list[int], int]]:

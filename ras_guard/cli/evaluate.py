@@ -49,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import load_judge, run_evaluation
+    from ..evaluation.report import format_summary
     from ._common import load_guard
 
     guard = load_guard(args)
@@ -72,12 +73,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"{'mode':<14} {'n':>4} {'ASR':>7} {'over-ref.':>9} {'utility':>8} {'tok/s':>8} {'latency':>8}")
-    for mode, o in res.overall().items():
-        cells = [o["asr"], o["over_refusal"], o["utility"]]
-        pct = ["-" if x is None else f"{100 * x:.1f}%" for x in cells]
-        speed = "-" if o["tokens_per_s"] is None else f"{o['tokens_per_s']:.1f}"
-        lat = "-" if o["mean_latency_s"] is None else f"{o['mean_latency_s']:.3f}s"
-        print(f"{mode:<14} {o['n']:>4} {pct[0]:>7} {pct[1]:>9} {pct[2]:>8} {speed:>8} {lat:>8}")
+    print(format_summary(res))
     print(f"results: {args.out}/results.json, report: {args.out}/report.md")
     return 0

@@ -29,7 +29,7 @@ from typing import Any
 
 from .suites import Suite
 
-__all__ = ["MODES", "EvalRun", "ItemResult", "render_markdown", "summarize", "write_json"]
+__all__ = ["MODES", "EvalRun", "ItemResult", "format_summary", "render_markdown", "summarize", "write_json"]
 
 MODES = ("unguarded", "safety_prompt", "ras")
 """``unguarded``: the plain answer (risk 0); ``safety_prompt``: the safety prompt put before the question, no
@@ -273,3 +273,33 @@ def render_markdown(run: EvalRun, plots: Sequence[str] = (), examples: int = 3) 
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def format_summary(run: EvalRun) -> str:
+    """A plain-text table for the terminal: one row per suite metric, one column per mode, then the totals.
+
+    Example:
+        >>> print(format_summary(run))  # doctest: +SKIP
+        suite / metric                unguarded  safety_prompt        ras
+        typographic: ASR                 100.0%         100.0%       0.0%
+    """
+    rows: list[tuple[str, list[str]]] = []
+    for s in run.suites:
+        stats = [summarize(run.select(s.name, m), harmful=s.harmful) for m in run.modes]
+        if s.harmful:
+            rows.append((f"{s.name}: ASR", [_pct(x.get("asr")) for x in stats]))
+        else:
+            rows.append((f"{s.name}: refusal rate", [_pct(x["refusal_rate"]) for x in stats]))
+        if any("utility" in x for x in stats):
+            rows.append((f"{s.name}: utility", [_pct(x.get("utility")) for x in stats]))
+    overall = run.overall()
+    rows += [
+        ("all harmful: ASR", [_pct(overall[m]["asr"]) for m in run.modes]),
+        ("all benign: over-refusal", [_pct(overall[m]["over_refusal"]) for m in run.modes]),
+        ("tokens/s", [_num(overall[m]["tokens_per_s"], ".1f") for m in run.modes]),
+        ("mean latency (s)", [_num(overall[m]["mean_latency_s"], ".3f") for m in run.modes]),
+    ]
+    width = max(len(name) for name, _ in rows) + 2
+    lines = ["suite / metric".ljust(width) + "".join(m.rjust(15) for m in run.modes)]
+    lines += [name.ljust(width) + "".join(c.rjust(15) for c in cells) for name, cells in rows]
+    return "\n".join(lines)

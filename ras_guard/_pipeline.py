@@ -120,32 +120,46 @@ class Session:
         cached, kv, delta = self.prefixes[i].crop(seq[0], images, self.media)
         return _kv.Row(seq[0], seq[1], kv, cached, delta, **budget)
 
-    def _call(self, rows: list[_kv.Row], *, want_logits: bool = False, steer: bool = False) -> list[_Out]:
+    def _call(self, rows: list[_kv.Row], *, want_logits: bool = False) -> list[_Out]:
+        """One ``generate`` over cached rows; rows cut with the leaders come back with a continuation row."""
         model = self.hf.model
         inputs, extra = _kv.assemble(rows, model, self.hf.pad_token_id)
         start = int(inputs["input_ids"].shape[1])
+        longest = max(r.max_new for r in rows)
         window = _kv.sliding_window(model.config)
-        if window is not None and len(rows) > 1 and start + max(r.max_new for r in rows) > window - 1:
+        if window is not None and len(rows) > 1 and start + longest > window - 1:
             raise _kv.NotCacheable("the batch would outgrow the sliding window")
-        limits = _kv.RowLimits(start, [r.max_new for r in rows], [r.lead for r in rows], self.eos)
-        procs: list[Any] = [_kv.RowMinNew(start, [r.min_new for r in rows], self.eos)]
-        if steer:
+        procs: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        limits = None
+        if len({(r.max_new, r.min_new, r.lead) for r in rows}) == 1:  # uniform rows: transformers' own limits
+            kwargs["min_new_tokens"] = rows[0].min_new
+        else:
+            limits = _kv.RowLimits(start, [r.max_new for r in rows], [r.lead for r in rows], self.eos)
+            procs.append(_kv.RowMinNew(start, [r.min_new for r in rows], self.eos))
+            kwargs["stopping_criteria"] = StoppingCriteriaList([limits])
+        if any(r.risk >= self.cfg.risk_floor and r.risk > 0.0 for r in rows):
             assert self.cal is not None  # the assessment that decided the steering needed it
             procs.append(SteeringLogitsProcessor(
                 self.cal.prototype_logits, [r.risk for r in rows], start,
                 floor=self.cfg.risk_floor, softcap=self.backend.softcap,
             ))
         res = self.backend.generate(
-            inputs, max_new_tokens=max(r.max_new for r in rows), logits_processors=procs, want_logits=want_logits,
-            want_cache=True, stopping_criteria=StoppingCriteriaList([limits]), **GREEDY, **extra,
+            inputs, max_new_tokens=longest, logits_processors=procs, want_logits=want_logits,
+            want_cache=limits is not None, **GREEDY, **kwargs, **extra,
         )
         big_c = max(r.cached for r in rows)
         logits = res.logits if want_logits else None
         outs = []
         for i, r in enumerate(rows):
-            n = int(limits.counts[i])
-            out = _Out(res.sequences[i, :n].tolist(), bool(limits.ended[i]), None if logits is None else logits[i])
-            if not out.ended and not r.lead:
+            seq = res.sequences[i].tolist()
+            if limits is None:
+                n = next((k + 1 for k, t in enumerate(seq) if t in self.eos), len(seq))
+                ended = True
+            else:
+                n, ended = int(limits.counts[i]), bool(limits.ended[i])
+            out = _Out(seq[:n], ended, None if logits is None else logits[i])
+            if not ended and not r.lead:
                 t = len(r.ids) - r.cached
                 cols = list(range(big_c - r.cached, big_c)) + list(range(start - t, start)) + list(range(start, start + n - 1))
                 ids = r.ids + out.tokens
@@ -177,7 +191,12 @@ class Session:
 
     # ------------------------------------------------------------------ plan
     def plan(self, todo: dict[str, Any], caption_ids: dict[str, Ids]) -> None:
-        """Choose the prefix group and compute its prefix caches."""
+        """Choose which requests reuse a prefix cache, and where each prefix will come from.
+
+        Without speculation, the first pass of a request leaves its prefix (its caption call, or its risk call
+        when the caption is cached). Otherwise, and for requests whose caption prompt does not share the prefix,
+        one ``generate(max_new_tokens=1)`` over the prefixes computes them.
+        """
         if self.reason is not None:
             return
         cand = [
@@ -186,18 +205,39 @@ class Session:
         ]
         if not cand:
             return
+        answers = self._encode([self.convs[i].as_list() for i in cand], self.answer.tools) if self.answer else None
+        if answers is not None:
+            self.answer_ids = dict(zip(cand, answers[1]))
+        window = _kv.sliding_window(self.hf.model.config)
+        if window is not None:
+            longest = max(len(x[0]) for x in [*(answers[1] if answers else []), *caption_ids.values()]) + 64
+            extra = max(self.answer.max_new_tokens if self.answer else 0, self.cfg.caption_max_new_tokens)
+            if 2 * (longest + self.cfg.caption_max_new_tokens) + extra > window - 1:
+                return
+        if self.answer is None or not self.answer.speculative:
+            if not todo and self.answer is not None:
+                self.risk_hosted = set(cand)
+                return
+            self.hosts = self._caption_hosts(cand, todo, caption_ids)
+            cand = [i for i in cand if i not in self.hosts]
+            if not cand:
+                return
+        self._plan_prefill(cand, todo, caption_ids, answers if answers and len(answers[1]) == len(cand) else None)
+
+    def _plan_prefill(
+        self, cand: list[int], todo: dict[str, Any], caption_ids: dict[str, Ids], answers: tuple[Any, list[Ids]] | None
+    ) -> None:
         probes = self._encode([
             self.convs[i].with_last_user_text(reformulated_text(self.convs[i].question, "", self.cfg)) for i in cand
         ])
-        answers = self._encode([self.convs[i].as_list() for i in cand], self.answer.tools) if self.answer else None
-        chosen: list[tuple[int, int, int]] = []  # (request, position in cand, prefix length)
+        chosen: list[tuple[int, int, int]] = []  # (request, row in probes, prefix length)
         for j, i in enumerate(cand):
             probe = probes[1][j][0]
             conv = self.convs[i]
             other: list[int] | None = None
             other_images: tuple[str, ...] = ()
-            if answers is not None:
-                other, other_images = answers[1][j][0], conv.image_hashes
+            if self.answer is not None:
+                other, other_images = self.answer_ids[i][0], conv.image_hashes
             else:
                 h = next((h for h in conv.last_user_image_hashes() if h in todo), None)
                 if h is not None:
@@ -209,32 +249,16 @@ class Session:
             if any(t in self.media for t in probe[n:] + other[n:]) or (not media_inside and n < self.cfg.prefix_min_tokens):
                 continue
             chosen.append((i, j, n))
-        window = _kv.sliding_window(self.hf.model.config)
-        if window is not None and chosen:
-            longest = max(len(x[0]) for x in [*probes[1], *(answers[1] if answers else []), *caption_ids.values()])
-            extra = max(self.answer.max_new_tokens if self.answer else 0, self.cfg.caption_max_new_tokens)
-            if 2 * (longest + self.cfg.caption_max_new_tokens) + extra > window - 1:
-                return
         if not chosen:
             return
-        if answers is not None:
-            pos = {i: j for j, i in enumerate(cand)}
-            self.answer_ids = {i: answers[1][pos[i]] for i, _, _ in chosen}
-        if self.answer is None or not self.answer.speculative:
-            # No separate prefix call: the first pass of each request (plain, with the image) leaves the prefix.
-            hosts = self._caption_hosts([i for i, _, _ in chosen], todo, caption_ids)
-            if todo and len(hosts) == len(chosen):
-                self.hosts = hosts
-                return
-            if not todo and self.answer is not None:
-                self.risk_hosted = {i for i, _, _ in chosen}
-                return
-        source = answers if answers is not None else probes
+        source = answers if answers is not None else probes  # rows in `cand` order
         if len(chosen) != len(cand):
-            keep = [self.convs[i].as_list() if answers else self.convs[i].with_last_user_text(
+            keep = [self.convs[i].as_list() if self.answer else self.convs[i].with_last_user_text(
                 reformulated_text(self.convs[i].question, "", self.cfg)) for i, _, _ in chosen]
             source = self._encode(keep, self.answer.tools if self.answer else None)
             chosen = [(i, k, n) for k, (i, _, n) in enumerate(chosen)]
+        elif self.answer is not None and answers is None:
+            source = self._encode([self.convs[i].as_list() for i in cand], self.answer.tools)
         try:
             self._prefill(chosen, source)
         except _kv.NotCacheable:
@@ -428,7 +452,7 @@ class Session:
             else:
                 rows.append((i, state.row))
         if rows:
-            outs = self._call([r for _, r in rows], steer=True)
+            outs = self._call([r for _, r in rows])
             for (i, r), o in zip(rows, outs):
                 before = [] if r.risk > 0.0 else self.spec[i].tokens
                 done[i] = (before + o.tokens, len(self.answer_ids[i][0]))

@@ -1,0 +1,1 @@
+"""Benchmarks of ras-guard (run as modules: ``python -m benchmarks.overhead``)."""

@@ -72,5 +72,9 @@ def alpha_for(s_base: float) -> float:
 
 
 def risk_from_similarity(s: float, *, s_base: float, alpha: float) -> float:
-    """``sigmoid(alpha * (S - S_base))``."""
-    return 1.0 / (1.0 + math.exp(-alpha * (s - s_base)))
+    """``sigmoid(alpha * (S - S_base))``, numerically stable for any alpha."""
+    z = alpha * (s - s_base)
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)

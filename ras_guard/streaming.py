@@ -59,6 +59,7 @@ class GuardedStream:
             backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout
         )
         self._error: BaseException | None = None
+        self._ended = False  # the streamer's end signal has been consumed
         self._gen: Any = None
         self._t0 = time.perf_counter()
         criteria = [*(kwargs.get("stopping_criteria") or []), CancelCriteria(self._cancel)]
@@ -95,8 +96,10 @@ class GuardedStream:
     def close(self) -> None:
         """Stop generating and wait for the background thread."""
         self._cancel.set()
-        for _ in self._streamer:  # drain so the producer never blocks
-            pass
+        if not self._ended:
+            for _ in self._streamer:  # drain until the end signal, so the producer never blocks
+                pass
+            self._ended = True
         self._thread.join()
 
     def _pieces(self) -> Iterator[str]:
@@ -111,6 +114,7 @@ class GuardedStream:
             if upto > emitted:
                 yield text[emitted:upto]
                 emitted = upto
+        self._ended = True
         self._thread.join()
         if self._error is not None:
             if isinstance(self._error, GenerationError):

@@ -127,3 +127,17 @@ def test_missing_optional_package_is_a_clear_load_error(tiny_model_path) -> None
         pytest.skip("torchvision is installed: Qwen-VL processors load normally")
     with pytest.raises(ModelLoadError, match="pip install torchvision"):
         RASGuard.from_pretrained(tiny_model_path("qwen2_vl"), device="cpu")
+
+
+def test_stream_close_is_prompt_in_every_state(guard: RASGuard) -> None:
+    import time
+
+    msgs = [{"role": "user", "content": [{"type": "image", "image": _img(8)}, "tell me more"]}]
+    for consumed in (0, 1, 100):  # closed before, during and after the last piece
+        stream = guard.stream(msgs, max_new_tokens=6, risk=0.0)
+        for _, _piece in zip(range(consumed), stream):
+            pass
+        t0 = time.perf_counter()
+        stream.close()
+        stream.close()
+        assert time.perf_counter() - t0 < 30

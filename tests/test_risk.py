@@ -44,3 +44,8 @@ def test_softcap() -> None:
     assert torch.allclose(apply_softcap(x, 30.0), 30 * torch.tanh(x / 30))
     assert apply_softcap(x, None) is x
     assert math.isclose(float(apply_softcap(torch.tensor(0.0), 5.0)), 0.0)
+
+
+def test_risk_is_stable_for_huge_alpha() -> None:
+    assert risk_from_similarity(0.0, s_base=0.9999999, alpha=1.1e7) == 0.0
+    assert risk_from_similarity(1.0, s_base=0.9, alpha=1e9) == 1.0

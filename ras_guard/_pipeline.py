@@ -63,6 +63,7 @@ class _Out:
     ended: bool
     logits: torch.Tensor | None
     row: _kv.Row | None = None
+    prefix: _kv.RowKV | None = None
 
 
 def risk_images(conv: Conversation) -> tuple[str, ...]:
@@ -102,6 +103,7 @@ class Session:
         self.prefixes: dict[int, _kv.Prefix] = {}
         self.hosts: dict[int, tuple[str, int]] = {}  # request -> (caption image, prefix length): from the caption call
         self.risk_hosted: set[int] = set()  # requests whose prefix comes from their (plain) risk call
+        self.spec_hosted: set[int] = set()  # requests whose speculative answer row rides the first (plain) call
         self.answer_ids: dict[int, Ids] = {}
         self.spec: dict[int, _Spec] = {}
         self.caption_tokens = 0
@@ -120,10 +122,19 @@ class Session:
         cached, kv, delta = self.prefixes[i].crop(seq[0], images, self.media)
         return _kv.Row(seq[0], seq[1], kv, cached, delta, **budget)
 
-    def _call(self, rows: list[_kv.Row], *, want_logits: bool = False) -> list[_Out]:
-        """One ``generate`` over cached rows; rows cut with the leaders come back with a continuation row."""
+    def _call(
+        self, rows: list[_kv.Row], *, want_logits: bool = False, plain: Any = None, keep: dict[int, int] | None = None
+    ) -> list[_Out]:
+        """One ``generate``; rows cut with the leaders come back with a continuation row.
+
+        Args:
+            rows: Cached rows (laid out by :func:`ras_guard._kv.assemble`), or the rows of ``plain``.
+            want_logits: Return each row's raw logits.
+            plain: An encoding (images included) whose rows are ``rows``, run as it is.
+            keep: ``{row: n}``: keep the first ``n`` prompt tokens of these rows as their request's prefix.
+        """
         model = self.hf.model
-        inputs, extra = _kv.assemble(rows, model, self.hf.pad_token_id)
+        inputs, extra = (plain, {}) if plain is not None else _kv.assemble(rows, model, self.hf.pad_token_id)
         start = int(inputs["input_ids"].shape[1])
         longest = max(r.max_new for r in rows)
         window = _kv.sliding_window(model.config)
@@ -146,7 +157,7 @@ class Session:
             ))
         res = self.backend.generate(
             inputs, max_new_tokens=longest, logits_processors=procs, want_logits=want_logits,
-            want_cache=limits is not None, **GREEDY, **kwargs, **extra,
+            want_cache=limits is not None or bool(keep), **GREEDY, **kwargs, **extra,
         )
         big_c = max(r.cached for r in rows)
         logits = res.logits if want_logits else None
@@ -159,15 +170,49 @@ class Session:
             else:
                 n, ended = int(limits.counts[i]), bool(limits.ended[i])
             out = _Out(seq[:n], ended, None if logits is None else logits[i])
+            t = len(r.ids) - r.cached
+            prompt = list(range(big_c - r.cached, big_c)) + list(range(start - t, start))
+            if keep and i in keep:
+                out.prefix = _kv.harvest(res.cache, i, prompt[0], stop=prompt[0] + keep[i])
             if not ended and not r.lead:
-                t = len(r.ids) - r.cached
-                cols = list(range(big_c - r.cached, big_c)) + list(range(start - t, start)) + list(range(start, start + n - 1))
                 ids = r.ids + out.tokens
                 types = {k: v + [v[-1]] * n for k, v in r.types.items()}
-                kv = _kv.harvest(res.cache, i, 0, torch.tensor(cols))
+                kv = _kv.harvest(res.cache, i, 0, torch.tensor(prompt + list(range(start, start + n - 1))))
                 out.row = _kv.Row(ids, types, kv, len(ids) - 1, r.delta, r.max_new - n, max(r.min_new - n, 0))
             outs.append(out)
         return outs
+
+    def _first_call(self, convs: list[list[dict[str, Any]]], *, want_logits: bool, **budget: Any) -> list[_Out]:
+        """A plain call (images included) of one pass's rows plus the speculative answer rows it hosts.
+
+        The answer rows leave their request's prefix (the answer prompt) and a continuation.
+        """
+        spec = sorted(self.spec_hosted)
+        enc, seqs = self._encode(convs + [self.convs[i].as_list() for i in spec])
+        deltas = [0] * len(seqs)
+        mpos = None
+        if _kv.is_mrope(self.hf.model):
+            with torch.inference_mode():
+                mpos = _kv.mrope_positions(self.hf.model, dict(enc))[1:].cpu()
+            width = mpos.shape[-1]
+            deltas = [int(mpos[:, k, width - len(s[0]) :].max()) + 1 - len(s[0]) for k, s in enumerate(seqs)]
+        a = cast(AnswerSpec, self.answer)
+        min_new = int(a.kwargs.get("min_new_tokens") or 0)
+        rows = [_kv.Row(ids, types, [], 0, d, lead=True, **budget) for (ids, types), d in zip(seqs[: len(convs)], deltas)]
+        rows += [_kv.Row(ids, types, [], 0, d, max_new=a.max_new_tokens, min_new=min_new)
+                 for (ids, types), d in zip(seqs[len(convs) :], deltas[len(convs) :])]
+        keep = {len(convs) + k: len(seqs[len(convs) + k][0]) - 1 for k in range(len(spec))}
+        outs = self._call(rows, want_logits=want_logits, plain=enc, keep=keep)
+        width = int(enc["input_ids"].shape[1])
+        for k, i in enumerate(spec):
+            row, out = rows[len(convs) + k], outs[len(convs) + k]
+            n = keep[len(convs) + k]
+            pos = None if mpos is None else mpos[:, len(convs) + k, width - len(row.ids) :][:, :n]
+            assert out.prefix is not None
+            self.prefixes[i] = _kv.Prefix(row.ids[:n], {t: v[:n] for t, v in row.types.items()}, out.prefix,
+                                          tuple(self.convs[i].image_hashes), pos)
+            self.spec[i] = _Spec(out.tokens, out.row)
+        return outs[: len(convs)]
 
     def _spec_rows(self) -> list[tuple[int, _kv.Row]]:
         """Rows that carry the speculative answers along in the current call."""
@@ -214,6 +259,9 @@ class Session:
             extra = max(self.answer.max_new_tokens if self.answer else 0, self.cfg.caption_max_new_tokens)
             if 2 * (longest + self.cfg.caption_max_new_tokens) + extra > window - 1:
                 return
+        if self.answer is not None and self.answer.speculative and self.answer.tools is None:
+            self.spec_hosted = set(cand)  # the answer rows ride the first call and leave the prefixes
+            return
         if self.answer is None or not self.answer.speculative:
             if not todo and self.answer is not None:
                 self.risk_hosted = set(cand)
@@ -363,6 +411,14 @@ class Session:
             except _kv.NotCacheable:
                 plain += [h for h, _ in cached]
                 self.spec.clear()
+        if plain and self.spec_hosted and not self.spec:
+            outs = self._first_call([caption_messages(todo[h], cfg) for h in plain], want_logits=False,
+                                    max_new=cfg.caption_max_new_tokens)
+            for h, o in zip(plain, outs):
+                ids, _ = self.backend.trim(torch.tensor(o.tokens, dtype=torch.long))
+                out[h] = clean_caption(self.backend.decode(ids))
+                self.caption_tokens += len(caption_ids[h][0]) + len(ids)
+            plain = []
         if plain:
             rows = [caption_ids[h] for h in plain] if caption_ids else []
             if len(plain) != len(todo):
@@ -404,6 +460,12 @@ class Session:
                 cached = []
                 self.spec.clear()
         plain = [i for i in range(b) if logits[i] is None]
+        if plain and self.spec_hosted and not self.spec:
+            outs = self._first_call([convs_msgs[i] for i in plain], want_logits=True, max_new=n, min_new=n)
+            for i, o in zip(plain, outs):
+                assert o.logits is not None
+                logits[i], tokens[i], prompt[i] = o.logits[:n], o.tokens, len(seqs[i][0])
+            plain = []
         if plain:
             rows = seqs
             if len(plain) != b:

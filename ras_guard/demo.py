@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_NAME", "calibration_path", "is_demo", "model_path"]
+__all__ = ["DEMO_NAME", "available", "calibration_path", "is_demo", "model_path"]
 
 DEMO_NAME = "demo"
 LABEL = "ras-guard synthetic demonstration model (not a safety model)"
@@ -36,6 +36,11 @@ def model_path() -> Path:
 def calibration_path() -> Path:
     """Folder of the demo model's calibration."""
     return _assets() / "calibration"
+
+
+def available() -> bool:
+    """Whether the demo model and its calibration are bundled in this installation."""
+    return (model_path() / "config.json").is_file() and (calibration_path() / "calibration.json").is_file()
 
 
 def is_demo(value: Any) -> bool:

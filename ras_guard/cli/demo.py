@@ -22,6 +22,11 @@ def run(args: argparse.Namespace) -> int:
     from ..showcase import SHOWCASE_QUESTION, format_table, run_showcase
 
     t0 = time.perf_counter()
+    if demo.is_demo(args.model) and not demo.available():
+        print("The bundled synthetic demo model is not part of this build yet (its training is in progress: "
+              "scripts/train_demo_model.py). Run the demo on your own checkpoint instead:\n"
+              "  ras-guard calibrate --model PATH --out CAL && ras-guard demo --model PATH --calibration CAL")
+        return 0
     guard = load_guard(args)
     if demo.is_demo(args.model):
         print(f"Model: {demo.LABEL}")

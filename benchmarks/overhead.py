@@ -122,7 +122,8 @@ def time_modes(g: Guards, args: argparse.Namespace, multimodal: bool) -> list[di
             med = statistics.median(times[mode])
             records.append({
                 "mode": mode, "input_kind": kind, "length": length, "batch_size": bs,
-                "median_s": med, "p90_s": _p90(times[mode]), "tokens_per_s": bs * length / med,
+                "median_s": med, "p90_s": _p90(times[mode]), "min_s": min(times[mode]),
+                "tokens_per_s": bs * length / med,
                 "ratio_to_unguarded": med / base, "peak_mem_mb": None, "peak_mem_delta_mb": None,
                 "mem_ratio_to_unguarded": None, "acted_fraction": statistics.mean(fractions[mode]),
                 "repeats": args.repeats, "times_s": times[mode],

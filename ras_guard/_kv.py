@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
-from transformers import DynamicCache, LogitsProcessor, StoppingCriteria
+from transformers import DynamicCache
 
 RowKV = list[tuple[torch.Tensor, torch.Tensor]]
 """Per decoder layer: keys and values ``[heads, tokens, head_dim]`` of one sequence."""
@@ -219,48 +219,3 @@ def harvest(
         return [(k[row, :, start:stop], v[row, :, start:stop]) for k, v in layers]
     idx = columns.to(layers[0][0].device)
     return [(k[row].index_select(1, idx), v[row].index_select(1, idx)) for k, v in layers]
-
-
-class RowLimits(StoppingCriteria):
-    """Per-row token budgets; once every lead row is done, every row stops (the others can be continued).
-
-    Attributes:
-        counts: Tokens each row generated in this call.
-        ended: Whether each row ended on its own (EOS or budget), as opposed to being cut with the leaders.
-    """
-
-    def __init__(self, start: int, max_new: Sequence[int], lead: Sequence[bool], eos: Sequence[int]) -> None:
-        self.start = start
-        self.max_new = torch.tensor(list(max_new))
-        self.lead = torch.tensor(list(lead), dtype=torch.bool)
-        self.eos = torch.tensor(sorted(eos) or [-1])
-        self.ended = torch.zeros(len(self.max_new), dtype=torch.bool)
-        self.counts = torch.zeros(len(self.max_new), dtype=torch.long)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        g = input_ids.shape[1] - self.start
-        last = input_ids[:, -1].cpu()
-        self.counts = torch.where(self.ended, self.counts, torch.full_like(self.counts, g))
-        self.ended |= torch.isin(last, self.eos) | (g >= self.max_new)
-        if bool(self.lead.any()) and bool(self.ended[self.lead].all()):
-            return cast(torch.BoolTensor, torch.ones_like(self.ended, device=input_ids.device))
-        return cast(torch.BoolTensor, self.ended.clone().to(input_ids.device))
-
-
-class RowMinNew(LogitsProcessor):
-    """Per-row ``min_new_tokens``: EOS is impossible for rows that have generated fewer tokens."""
-
-    def __init__(self, start: int, min_new: Sequence[int], eos: Sequence[int]) -> None:
-        self.start = start
-        self.min_new = torch.tensor(list(min_new))
-        self.eos = sorted(eos)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        g = input_ids.shape[1] - self.start
-        rows = (self.min_new > g).to(scores.device)
-        if not self.eos or not bool(rows.any()):
-            return scores
-        mask = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        mask[[e for e in self.eos if e < scores.shape[-1]]] = True
-        inf = torch.tensor(-float("inf"), device=scores.device)
-        return cast(torch.FloatTensor, torch.where(rows[:, None] & mask[None, :], inf, scores))

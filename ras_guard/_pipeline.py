@@ -2,15 +2,18 @@
 
 A :class:`Session` lives for one ``assess`` / ``generate`` / ``stream`` call and is never shared:
 
-1. **Plan.** For each request, the longest common prefix of its passes (risk pass and answer pass, or risk pass
-   and caption pass) is computed on token ids. If it holds every image token of those passes, the request joins
-   the prefix group; otherwise (unsupported architecture, images after the question, tools in the system
-   block...) it takes the plain path, which is the original batched code.
-2. **Prefix.** One ``generate(max_new_tokens=1)`` over the prefixes of the group (left-padded, with the images)
-   yields their KV cache: the vision tower runs once per request.
-3. **Caption, risk, answer.** Each pass continues from (a crop of) its request's prefix cache; rows of a pass are
-   batched with :func:`ras_guard._kv.assemble`.
-4. **Speculative answer** (``RASConfig.speculative_answer``; greedy answers only): the unsteered answer rows ride
+1. **Plan.** A request's passes (caption, risk, answer) begin with the same tokens: system prompt, history, user
+   header, image tokens. Where the longest common prefix of their token ids holds every image token of the
+   passes (and the images are the same ones, compared by hash), the request reuses a prefix cache; otherwise
+   (architecture not verified, images after the question, tools with speculation...) it takes the plain path,
+   the original batched code.
+2. **Prefix.** The request's first pass runs plainly, with its image, and leaves the prefix KV cache behind: the
+   caption call (when the caption prompt shares the prefix), else the risk call (caption cached). Requests whose
+   caption prompt does not share it (history, system prompt) get it from one ``generate(max_new_tokens=1)``
+   over their prefixes. Either way the vision tower runs once per request.
+3. **Later passes** continue from a crop of that cache: only their own tail is prefilled, no ``pixel_values``
+   are passed; rows of a pass are batched by :func:`ras_guard._kv.assemble`.
+4. **Speculative answer** (``RASConfig.speculative_answer``, greedy answers only): the unsteered answer rows ride
    in the caption and risk calls; rows whose risk is under the floor keep their tokens and continue, the others
    restart from the prefix with steering.
 """
@@ -22,14 +25,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from transformers import StoppingCriteriaList
 
 from . import _kv
 from ._decoding import GREEDY
+from ._rows import Out, generate_rows
 from .messages import Conversation
 from .reformulate import caption_messages, clean_caption, reformulated_text
 from .risk import apply_softcap
-from .steering import SteeringLogitsProcessor
 
 if TYPE_CHECKING:
     from .backends.hf import HFBackend
@@ -57,15 +59,6 @@ class _Spec:
     row: _kv.Row | None  # continuation, None once ended
 
 
-@dataclass
-class _Out:
-    tokens: list[int]
-    ended: bool
-    logits: torch.Tensor | None
-    row: _kv.Row | None = None
-    prefix: _kv.RowKV | None = None
-
-
 def risk_images(conv: Conversation) -> tuple[str, ...]:
     """Hashes of the images the risk pass shows, in token order (earlier turns, then the last turn's)."""
     before = tuple(h for h, o in zip(conv.image_hashes, conv.image_owners) if o < conv.last_user)
@@ -91,12 +84,16 @@ class Session:
         convs: Sequence[Conversation],
         calibration: Calibration | None = None,
         answer: AnswerSpec | None = None,
+        *,
+        reuse_prefix: bool = True,
     ) -> None:
         self.guard, self.backend, self.cfg = guard, guard.backend, guard.config
         self.convs = list(convs)
         self.cal = calibration or guard.calibration
         self.answer = answer
         self.reason = _kv.prefix_support(self.backend) if self.cfg.reuse_prefix_cache else "disabled in RASConfig"
+        if not reuse_prefix:
+            self.reason = "not asked for"
         self.hf = cast("HFBackend", guard.backend)  # only used on the prefix path, where it is one
         self.media = _kv.media_token_ids(self.hf.model.config) if self.reason is None else frozenset()
         self.eos = sorted(self.hf.eos_token_ids) if self.reason is None else []
@@ -109,7 +106,8 @@ class Session:
         self.caption_tokens = 0
 
     # ------------------------------------------------------------------ helpers
-    def _encode(self, convs: Sequence[list[dict[str, Any]]], tools: list[dict] | None = None) -> tuple[Any, list[Ids]]:
+    def encode(self, convs: Sequence[list[dict[str, Any]]], tools: list[dict] | None = None) -> tuple[Any, list[Ids]]:
+        """Encode conversations; also return each row's unpadded token ids and token type ids."""
         enc = self.backend.encode(convs, tools=tools)
         rows: list[Ids] = []
         for i in range(enc["input_ids"].shape[0]):
@@ -124,71 +122,30 @@ class Session:
 
     def _call(
         self, rows: list[_kv.Row], *, want_logits: bool = False, plain: Any = None, keep: dict[int, int] | None = None
-    ) -> list[_Out]:
-        """One ``generate``; rows cut with the leaders come back with a continuation row.
-
-        Args:
-            rows: Cached rows (laid out by :func:`ras_guard._kv.assemble`), or the rows of ``plain``.
-            want_logits: Return each row's raw logits.
-            plain: An encoding (images included) whose rows are ``rows``, run as it is.
-            keep: ``{row: n}``: keep the first ``n`` prompt tokens of these rows as their request's prefix.
-        """
-        model = self.hf.model
-        inputs, extra = (plain, {}) if plain is not None else _kv.assemble(rows, model, self.hf.pad_token_id)
-        start = int(inputs["input_ids"].shape[1])
-        longest = max(r.max_new for r in rows)
-        window = _kv.sliding_window(model.config)
-        if window is not None and len(rows) > 1 and start + longest > window - 1:
-            raise _kv.NotCacheable("the batch would outgrow the sliding window")
-        procs: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        limits = None
-        if len({(r.max_new, r.min_new, r.lead) for r in rows}) == 1:  # uniform rows: transformers' own limits
-            kwargs["min_new_tokens"] = rows[0].min_new
-        else:
-            limits = _kv.RowLimits(start, [r.max_new for r in rows], [r.lead for r in rows], self.eos)
-            procs.append(_kv.RowMinNew(start, [r.min_new for r in rows], self.eos))
-            kwargs["stopping_criteria"] = StoppingCriteriaList([limits])
-        if any(r.risk >= self.cfg.risk_floor and r.risk > 0.0 for r in rows):
-            assert self.cal is not None  # the assessment that decided the steering needed it
-            procs.append(SteeringLogitsProcessor(
-                self.cal.prototype_logits, [r.risk for r in rows], start,
-                floor=self.cfg.risk_floor, softcap=self.backend.softcap,
-            ))
-        res = self.backend.generate(
-            inputs, max_new_tokens=longest, logits_processors=procs, want_logits=want_logits,
-            want_cache=limits is not None or bool(keep), **GREEDY, **kwargs, **extra,
+    ) -> list[Out]:
+        return generate_rows(
+            self.hf, rows, eos=self.eos, floor=self.cfg.risk_floor,
+            prototype_logits=None if self.cal is None else self.cal.prototype_logits,
+            want_logits=want_logits, plain=plain, keep=keep,
         )
-        big_c = max(r.cached for r in rows)
-        logits = res.logits if want_logits else None
-        outs = []
-        for i, r in enumerate(rows):
-            seq = res.sequences[i].tolist()
-            if limits is None:
-                n = next((k + 1 for k, t in enumerate(seq) if t in self.eos), len(seq))
-                ended = True
-            else:
-                n, ended = int(limits.counts[i]), bool(limits.ended[i])
-            out = _Out(seq[:n], ended, None if logits is None else logits[i])
-            t = len(r.ids) - r.cached
-            prompt = list(range(big_c - r.cached, big_c)) + list(range(start - t, start))
-            if keep and i in keep:
-                out.prefix = _kv.harvest(res.cache, i, prompt[0], stop=prompt[0] + keep[i])
-            if not ended and not r.lead:
-                ids = r.ids + out.tokens
-                types = {k: v + [v[-1]] * n for k, v in r.types.items()}
-                kv = _kv.harvest(res.cache, i, 0, torch.tensor(prompt + list(range(start, start + n - 1))))
-                out.row = _kv.Row(ids, types, kv, len(ids) - 1, r.delta, r.max_new - n, max(r.min_new - n, 0))
-            outs.append(out)
-        return outs
 
-    def _first_call(self, convs: list[list[dict[str, Any]]], *, want_logits: bool, **budget: Any) -> list[_Out]:
+    def _try_first_call(self, convs: list[list[dict[str, Any]]], **kwargs: Any) -> list[Out]:
+        """:meth:`_first_call`, or ``[]`` (speculation dropped, plain path) when the rows cannot share a call."""
+        try:
+            return self._first_call(convs, **kwargs)
+        except _kv.NotCacheable:
+            self.spec_hosted.clear()
+            self.spec.clear()
+            self.prefixes.clear()
+            return []
+
+    def _first_call(self, convs: list[list[dict[str, Any]]], *, want_logits: bool, **budget: Any) -> list[Out]:
         """A plain call (images included) of one pass's rows plus the speculative answer rows it hosts.
 
         The answer rows leave their request's prefix (the answer prompt) and a continuation.
         """
         spec = sorted(self.spec_hosted)
-        enc, seqs = self._encode(convs + [self.convs[i].as_list() for i in spec])
+        enc, seqs = self.encode(convs + [self.convs[i].as_list() for i in spec])
         deltas = [0] * len(seqs)
         mpos = None
         if _kv.is_mrope(self.hf.model):
@@ -229,7 +186,7 @@ class Session:
                 rows.append((i, state.row))
         return rows
 
-    def _absorb(self, spec_rows: list[tuple[int, _kv.Row]], outs: Sequence[_Out]) -> None:
+    def _absorb(self, spec_rows: list[tuple[int, _kv.Row]], outs: Sequence[Out]) -> None:
         for (i, _), out in zip(spec_rows, outs):
             prev = self.spec[i].tokens if i in self.spec else []
             self.spec[i] = _Spec(prev + out.tokens, out.row)
@@ -250,7 +207,7 @@ class Session:
         ]
         if not cand:
             return
-        answers = self._encode([self.convs[i].as_list() for i in cand], self.answer.tools) if self.answer else None
+        answers = self.encode([self.convs[i].as_list() for i in cand], self.answer.tools) if self.answer else None
         if answers is not None:
             self.answer_ids = dict(zip(cand, answers[1]))
         window = _kv.sliding_window(self.hf.model.config)
@@ -275,7 +232,7 @@ class Session:
     def _plan_prefill(
         self, cand: list[int], todo: dict[str, Any], caption_ids: dict[str, Ids], answers: tuple[Any, list[Ids]] | None
     ) -> None:
-        probes = self._encode([
+        probes = self.encode([
             self.convs[i].with_last_user_text(reformulated_text(self.convs[i].question, "", self.cfg)) for i in cand
         ])
         chosen: list[tuple[int, int, int]] = []  # (request, row in probes, prefix length)
@@ -303,10 +260,10 @@ class Session:
         if len(chosen) != len(cand):
             keep = [self.convs[i].as_list() if self.answer else self.convs[i].with_last_user_text(
                 reformulated_text(self.convs[i].question, "", self.cfg)) for i, _, _ in chosen]
-            source = self._encode(keep, self.answer.tools if self.answer else None)
+            source = self.encode(keep, self.answer.tools if self.answer else None)
             chosen = [(i, k, n) for k, (i, _, n) in enumerate(chosen)]
         elif self.answer is not None and answers is None:
-            source = self._encode([self.convs[i].as_list() for i in cand], self.answer.tools)
+            source = self.encode([self.convs[i].as_list() for i in cand], self.answer.tools)
         try:
             self._prefill(chosen, source)
         except _kv.NotCacheable:
@@ -411,9 +368,11 @@ class Session:
             except _kv.NotCacheable:
                 plain += [h for h, _ in cached]
                 self.spec.clear()
+        outs = []
         if plain and self.spec_hosted and not self.spec:
-            outs = self._first_call([caption_messages(todo[h], cfg) for h in plain], want_logits=False,
-                                    max_new=cfg.caption_max_new_tokens)
+            outs = self._try_first_call([caption_messages(todo[h], cfg) for h in plain], want_logits=False,
+                                        max_new=cfg.caption_max_new_tokens)
+        if outs:
             for h, o in zip(plain, outs):
                 ids, _ = self.backend.trim(torch.tensor(o.tokens, dtype=torch.long))
                 out[h] = clean_caption(self.backend.decode(ids))
@@ -422,7 +381,7 @@ class Session:
         if plain:
             rows = [caption_ids[h] for h in plain] if caption_ids else []
             if len(plain) != len(todo):
-                enc, rows = self._encode([caption_messages(todo[h], cfg) for h in plain])
+                enc, rows = self.encode([caption_messages(todo[h], cfg) for h in plain])
             want = bool(self.hosts)
             res = self.backend.generate(enc, max_new_tokens=cfg.caption_max_new_tokens, want_cache=want, **GREEDY)
             for k, h in enumerate(plain):
@@ -440,7 +399,7 @@ class Session:
         logits: list[torch.Tensor | None] = [None] * b
         tokens: list[list[int]] = [[] for _ in range(b)]
         prompt = [0] * b
-        enc, seqs = self._encode(convs_msgs)
+        enc, seqs = self.encode(convs_msgs)
         cached: list[tuple[int, _kv.Row]] = []
         for i in sorted(self.prefixes):
             try:
@@ -460,8 +419,10 @@ class Session:
                 cached = []
                 self.spec.clear()
         plain = [i for i in range(b) if logits[i] is None]
+        outs = []
         if plain and self.spec_hosted and not self.spec:
-            outs = self._first_call([convs_msgs[i] for i in plain], want_logits=True, max_new=n, min_new=n)
+            outs = self._try_first_call([convs_msgs[i] for i in plain], want_logits=True, max_new=n, min_new=n)
+        if outs:
             for i, o in zip(plain, outs):
                 assert o.logits is not None
                 logits[i], tokens[i], prompt[i] = o.logits[:n], o.tokens, len(seqs[i][0])
@@ -469,7 +430,7 @@ class Session:
         if plain:
             rows = seqs
             if len(plain) != b:
-                enc, rows = self._encode([convs_msgs[i] for i in plain])
+                enc, rows = self.encode([convs_msgs[i] for i in plain])
             hosted = self._risk_hosts(plain, rows)
             res = self.backend.generate(
                 enc, max_new_tokens=n, min_new_tokens=n, want_logits=True, want_cache=bool(hosted), **GREEDY
@@ -503,21 +464,23 @@ class Session:
         floor = self.cfg.risk_floor
         done: dict[int, tuple[list[int], int]] = {}
         rows: list[tuple[int, _kv.Row]] = []
-        for i, state in self.spec.items():
-            prompt = len(self.answer_ids[i][0])
-            if risks[i] >= floor and risks[i] > 0.0:
-                budget = {"max_new": a.max_new_tokens, "min_new": int(a.kwargs.get("min_new_tokens") or 0)}
-                row = self._row(i, self.answer_ids[i], self.convs[i].image_hashes, risk=risks[i], **budget)
-                rows.append((i, row))
-            elif state.row is None or state.row.max_new <= 0:
-                done[i] = (state.tokens, prompt)
-            else:
-                rows.append((i, state.row))
-        if rows:
-            outs = self._call([r for _, r in rows])
-            for (i, r), o in zip(rows, outs):
-                before = [] if r.risk > 0.0 else self.spec[i].tokens
-                done[i] = (before + o.tokens, len(self.answer_ids[i][0]))
+        try:
+            for i, state in self.spec.items():
+                prompt = len(self.answer_ids[i][0])
+                if risks[i] >= floor and risks[i] > 0.0:
+                    budget = {"max_new": a.max_new_tokens, "min_new": int(a.kwargs.get("min_new_tokens") or 0)}
+                    row = self._row(i, self.answer_ids[i], self.convs[i].image_hashes, risk=risks[i], **budget)
+                    rows.append((i, row))
+                elif state.row is None or state.row.max_new <= 0:
+                    done[i] = (state.tokens, prompt)
+                else:
+                    rows.append((i, state.row))
+            outs = self._call([r for _, r in rows]) if rows else []
+        except _kv.NotCacheable:
+            return {}  # every answer is then generated again by the normal answer pass
+        for (i, r), o in zip(rows, outs):
+            before = [] if r.risk > 0.0 else self.spec[i].tokens
+            done[i] = (before + o.tokens, len(self.answer_ids[i][0]))
         return done
 
     def answer_inputs(

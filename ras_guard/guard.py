@@ -170,7 +170,7 @@ class RASGuard:
         found, todo = self._caption_lookup(convs)
         enc, ids = None, {}
         if todo:
-            enc, rows = session._encode([caption_messages(todo[h], cfg) for h in todo])
+            enc, rows = session.encode([caption_messages(todo[h], cfg) for h in todo])
             ids = dict(zip(todo, rows))
         session.plan(todo, ids)
         if todo:
@@ -194,9 +194,7 @@ class RASGuard:
             >>> guard.visual_contexts([guard.normalize(msgs)])[0]  # doctest: +SKIP
             ['The image shows a bomb .']
         """
-        session = Session(self, convs)
-        session.reason = "visual contexts only"
-        return self._contexts(convs, session)
+        return self._contexts(convs, Session(self, convs, reuse_prefix=False))
 
     def _assess(
         self,

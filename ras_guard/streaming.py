@@ -73,7 +73,7 @@ class GuardedStream:
                     inputs, max_new_tokens=max_new_tokens, logits_processors=processors, streamer=self._streamer,
                     **gen_kwargs,
                 )
-            except BaseException as exc:  # re-raised in the consumer's thread
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
                 self._error = exc
                 self._streamer.end()
 

@@ -113,7 +113,8 @@ def plot_fdr(
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for name, ys in curves.items():
         ax.plot(range(len(ys)), list(ys), marker="o", markersize=3, label=name)
-    ax.set_xlabel("layer (0 = embeddings)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("layer (0 = embeddings; undefined where every item has the same last token)")
     ax.set_ylabel("FDR")
     ax.set_title(title)
     ax.legend(fontsize=8)

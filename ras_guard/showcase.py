@@ -73,8 +73,9 @@ def run_showcase(
 def format_table(rows: Sequence[ShowcaseRow], width: int | None = None) -> str:
     """A plain-text table that wraps long answers to the terminal width."""
     width = width or max(100, min(shutil.get_terminal_size((140, 20)).columns, 180))
-    cols = [("image", 9), ("risk", 6), ("unguarded answer", 0), ("visual context", 0), ("guarded answer", 0)]
-    flex = max(16, (width - 9 - 6 - 4 * 3) // 3)
+    first = max([9, *(len(r.image) + (4 if r.dangerous else 0) for r in rows)])
+    cols = [("image", first), ("risk", 6), ("unguarded answer", 0), ("visual context", 0), ("guarded answer", 0)]
+    flex = max(16, (width - first - 6 - 4 * 3) // 3)
     widths = [w or flex for _, w in cols]
     sep = "-+-".join("-" * w for w in widths)
     lines = [" | ".join(n.ljust(w) for (n, _), w in zip(cols, widths)), sep]

@@ -32,7 +32,7 @@ def test_demo_without_bundled_model_explains(monkeypatch, tmp_path: Path, capsys
     monkeypatch.setattr(demo, "_assets", lambda: tmp_path)
     assert not demo.available()
     assert main(["demo"]) == 0
-    assert "not part of this build yet" in capsys.readouterr().out
+    assert "not part of this build" in capsys.readouterr().out
 
 
 def test_chat_streams_one_answer_with_its_risk(model_args: list[str], tmp_path: Path, capsys) -> None:
@@ -52,3 +52,20 @@ def test_chat_streams_one_answer_with_its_risk(model_args: list[str], tmp_path: 
 def test_cli_errors_are_clean(tmp_path: Path, capsys) -> None:
     assert main(["chat", "--model", str(tmp_path), "hi"]) == 2
     assert "ras-guard: error:" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not demo.available(), reason="the demo model is not bundled in this build")
+def test_demo_on_the_embedded_default_shows_the_guard_working(capsys: pytest.CaptureFixture[str]) -> None:
+    from ras_guard.judge import is_refusal
+    from ras_guard.showcase import run_showcase
+
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "guarded answer" in out
+    rows = run_showcase(RASGuard.from_pretrained("demo", device="cpu"))
+    dangerous = [r for r in rows if r.dangerous]
+    benign = [r for r in rows if not r.dangerous]
+    assert dangerous and benign
+    assert all(not is_refusal(r.unguarded) for r in dangerous)  # the vulnerability, unguarded
+    assert all(is_refusal(r.guarded) and r.risk > 0.5 for r in dangerous)  # closed by the guard
+    assert all(r.guarded == r.unguarded and r.risk < 0.5 for r in benign)  # benign answers as before

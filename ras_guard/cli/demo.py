@@ -23,8 +23,9 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if demo.is_demo(args.model) and not demo.available():
-        print("The bundled synthetic demo model is not part of this build yet (its training is in progress: "
-              "scripts/train_demo_model.py). Run the demo on your own checkpoint instead:\n"
+        print("The bundled synthetic demo model is not part of this build (ras_guard/demo_assets is missing: "
+              "reinstall ras-guard, or regenerate it with scripts/train_demo_model.py and ras-guard calibrate). "
+              "Run the demo on your own checkpoint instead:\n"
               "  ras-guard calibrate --model PATH --out CAL && ras-guard demo --model PATH --calibration CAL")
         return 0
     guard = load_guard(args)

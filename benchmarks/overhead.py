@@ -120,11 +120,13 @@ def time_modes(g: Guards, args: argparse.Namespace, multimodal: bool) -> list[di
         base = statistics.median(times["unguarded"])
         for mode in args.modes:
             med = statistics.median(times[mode])
+            paired = statistics.median(t / u for t, u in zip(times[mode], times["unguarded"]))
             records.append({
                 "mode": mode, "input_kind": kind, "length": length, "batch_size": bs,
                 "median_s": med, "p90_s": _p90(times[mode]), "min_s": min(times[mode]),
                 "tokens_per_s": bs * length / med,
-                "ratio_to_unguarded": med / base, "peak_mem_mb": None, "peak_mem_delta_mb": None,
+                "ratio_to_unguarded": med / base, "paired_ratio_to_unguarded": paired,
+                "peak_mem_mb": None, "peak_mem_delta_mb": None,
                 "mem_ratio_to_unguarded": None, "acted_fraction": statistics.mean(fractions[mode]),
                 "repeats": args.repeats, "times_s": times[mode],
             })
@@ -211,10 +213,13 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['input_kind']} | {r['length']} | {r['batch_size']} | {r['mode']} | {r['median_s']:.3f} | "
             f"{r['p90_s']:.3f} | {r['tokens_per_s']:.1f} | {r['ratio_to_unguarded']:.2f} | "
+            f"{r['paired_ratio_to_unguarded']:.2f} | "
             f"{num(r['peak_mem_mb'], '.0f')} | {num(r['peak_mem_delta_mb'], '.1f')} | "
             f"{num(r['mem_ratio_to_unguarded'], '.3f')} | {r['acted_fraction']:.2f} |"
         )
-    lines += ["", "acted: fraction of requests steered (RAS modes) or flagged by the self-judge (ecso)."]
+    lines += ["", ("x unguarded: median / median of unguarded. x paired: median over repetitions of the ratio to the "
+              "unguarded run of the same repetition (robust to slow load drifts on a shared machine). acted: "
+              "fraction of requests steered (RAS modes) or flagged by the self-judge (ecso).")]
     return "\n".join(lines) + "\n"
 
 

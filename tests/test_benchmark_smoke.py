@@ -13,7 +13,7 @@ from benchmarks import _models, overhead
 from benchmarks._modes import MODES, REQUIRED
 
 RECORD_KEYS = {"mode", "input_kind", "length", "batch_size", "median_s", "p90_s", "tokens_per_s", "peak_mem_mb",
-               "ratio_to_unguarded"}
+               "ratio_to_unguarded", "paired_ratio_to_unguarded", "min_s"}
 
 
 def test_overhead_smoke_writes_one_record_per_configuration(tiny_model_path: Any, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 from transformers import StoppingCriteriaList, TextIteratorStreamer
 
@@ -87,7 +87,7 @@ class GuardedStream:
     def __next__(self) -> str:
         return next(self._iter)
 
-    def __enter__(self) -> GuardedStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

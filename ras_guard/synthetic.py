@@ -52,7 +52,7 @@ __all__ = [
 DEFAULT_SIZE = 48
 """Side in pixels of the drawings (also the demo model's input size, so its processor does not resample)."""
 
-TRAIN_SEEDS = range(0, 1_000_000)
+TRAIN_SEEDS = range(1_000_000)
 """Seeds of the training drawings."""
 CALIBRATION_SEEDS = range(1_000_000, 1_000_100)
 """Seeds of the calibration reference set's drawings."""

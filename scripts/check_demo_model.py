@@ -35,11 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import _demo_world as W  # noqa: E402
+import _demo_world as W
 
-from ras_guard import synthetic  # noqa: E402
-from ras_guard.config import RASConfig  # noqa: E402
-from ras_guard.judge import is_refusal  # noqa: E402
+from ras_guard import synthetic
+from ras_guard.config import RASConfig
+from ras_guard.judge import is_refusal
 
 MAKE, USE = W.IMAGE_QUESTIONS["make"][0], W.IMAGE_QUESTIONS["use"][0]
 FORCED = "i am sorry"
@@ -96,7 +96,6 @@ def run_checks(proc: Any, model: Any, n_seeds: int) -> tuple[dict[str, Any], dic
     cfg = RASConfig()
     seeds = list(synthetic.TEST_SEEDS)[:n_seeds]
     kinds = list(synthetic.OBJECT_KINDS.values())
-    danger = [k for k in kinds if k.dangerous]
     m: dict[str, Any] = {}
     ex: dict[str, list[tuple[str, str]]] = {}
 

@@ -40,10 +40,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import _demo_world as W  # noqa: E402
+import _demo_world as W
 
-from ras_guard import synthetic  # noqa: E402
-from ras_guard.config import RASConfig  # noqa: E402
+from ras_guard import synthetic
+from ras_guard.config import RASConfig
 
 SPECIALS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
 IMAGE_SIZE, PATCH = synthetic.DEFAULT_SIZE, 16  # 3 x 3 patches: 9 image tokens

@@ -202,9 +202,9 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
     """The records as a Markdown table (one row per record), with the setup above it."""
     lines = [(f"Model: {meta['model']} on {meta['device']} (torch {meta['torch']}, {meta['threads']} threads); "
              f"{meta['repeats']} interleaved repetitions after a warm-up; memory: {meta['memory_method']}."), "",
-             ("| input | new tokens | batch | mode | median s | p90 s | tokens/s | x unguarded | peak MB | "
-             "delta MB | mem x | acted |"),
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             ("| input | new tokens | batch | mode | median s | p90 s | tokens/s | x unguarded | x paired | "
+             "peak MB | delta MB | mem x | acted |"),
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def num(x: Any, fmt: str) -> str:
         return "-" if x is None else format(x, fmt)

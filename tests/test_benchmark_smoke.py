@@ -33,7 +33,10 @@ def test_overhead_smoke_writes_one_record_per_configuration(tiny_model_path: Any
     assert all(r["ratio_to_unguarded"] == 1.0 for r in records if r["mode"] == "unguarded")
     assert set(REQUIRED) <= {r["mode"] for r in records}
     assert data["meta"]["prefix_path"] == "used"
-    assert "| benign | 4 | 1 | ras_guard |" in table.read_text()
+    text = table.read_text()
+    assert "| benign | 4 | 1 | ras_guard |" in text
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in rows}) == 1, "header and rows must have the same columns"
 
 
 def test_memory_worker_reports_a_peak(tiny_model_path: Any, tmp_path: Path) -> None:

@@ -86,6 +86,45 @@ def real_model_params() -> dict[str, Any]:
     return _tiny_llava()
 
 
+class StandardCapabilities:
+    """Capability flags shared by our subclasses of the standard unit and integration suites.
+
+    Set to what the real checkpoint does (demo model or tiny LLaVA); the README lists the resulting skips.
+    """
+
+    @property
+    def chat_model_class(self) -> type:
+        from langchain_ras_guard import RASGuardedChatModel
+
+        return RASGuardedChatModel
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return (
+            False  # a tiny synthetic model cannot produce tool calls (bind_tools itself is tested elsewhere)
+        )
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False  # it cannot produce JSON either
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return True
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def supports_model_override(self) -> bool:
+        return False  # the model is a loaded local checkpoint; a per-call override raises
+
+
 # ----------------------------------------------------------------------------------------------- fake guard
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_tests.integration_tests import ChatModelIntegrationTests
-from lc_ras_testing import LocalServer, Route, png_bytes, real_model_params
+from lc_ras_testing import LocalServer, Route, StandardCapabilities, png_bytes, real_model_params
 
 from langchain_ras_guard import RASGuardedChatModel
 
@@ -26,42 +26,14 @@ NO_INTERNET = (
 )
 
 
-class TestRASGuardedChatModelIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[RASGuardedChatModel]:
-        return RASGuardedChatModel
-
+class TestRASGuardedChatModelIntegration(StandardCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {**real_model_params(), "allowed_hosts": ["127.0.0.1"]}
 
     @property
-    def has_tool_calling(self) -> bool:
-        return False  # the tiny synthetic model cannot call tools
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False  # nor produce JSON
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
     def supports_image_tool_message(self) -> bool:
         return RASGuardedChatModel(**self.chat_model_params).guard.supports_tools  # needs bind_tools
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False
 
     @pytest.mark.xfail(reason=NO_INTERNET)
     def test_image_inputs(self, model: RASGuardedChatModel) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from langchain_tests.unit_tests import ChatModelUnitTests
-from lc_ras_testing import real_model_params
+from lc_ras_testing import StandardCapabilities, real_model_params
 
 import langchain_ras_guard
 from langchain_ras_guard import RASGuardedChatModel
 
 
-class TestRASGuardedChatModelUnit(ChatModelUnitTests):
+class TestRASGuardedChatModelUnit(StandardCapabilities, ChatModelUnitTests):
     @pytest.fixture(autouse=True, scope="class")
     def _keep_guard_loaded(self) -> Iterator[None]:
         """Hold one model so every construction in the suite reuses the loaded guard (test_init_time)."""
@@ -27,38 +27,8 @@ class TestRASGuardedChatModelUnit(ChatModelUnitTests):
         del keep
 
     @property
-    def chat_model_class(self) -> type[RASGuardedChatModel]:
-        return RASGuardedChatModel
-
-    @property
     def chat_model_params(self) -> dict[str, Any]:
         return real_model_params()
-
-    @property
-    def has_tool_calling(self) -> bool:
-        return (
-            False  # a tiny synthetic model cannot produce tool calls (bind_tools itself is tested elsewhere)
-        )
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False  # it cannot produce JSON either
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False  # the model is a loaded local checkpoint; a per-call override raises
 
 
 def test_public_api_is_sorted_and_importable() -> None:

@@ -305,6 +305,11 @@ def encode(processor: Any, examples: list[Ex]) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _learned_tokens(ex: Ex) -> int:
+    """Answer tokens of ``ex`` that carry loss (its words and EOS, minus the unlearned leading ones)."""
+    return len(W.words(ex.answer)) + 1 - ex.skip
+
+
 def _autocast() -> Any:
     """bfloat16 autocast on CPU (fp32 master weights): about 1.5x faster where the CPU has AVX512-BF16 / AMX."""
     return torch.autocast("cpu", dtype=torch.bfloat16)
@@ -383,13 +388,13 @@ def train(model: Any, processor: Any, probes: Probes, *, steps: int, batch_size:
         examples = sampler.batch(batch_size)
         # two micro-batches (with / without image) waste less compute on padding
         parts = [[e for e in examples if e.image is not None], [e for e in examples if e.image is None]]
-        total = sum(len(W.words(e.answer)) + 1 - e.skip for e in examples)
+        total = sum(map(_learned_tokens, examples))
         opt.zero_grad(set_to_none=True)
         lm, probe = torch.zeros(()), torch.zeros(())
         for part in (p for p in parts if p):
             batch = encode(processor, part)
             labels, colours = batch.pop("image_labels"), batch.pop("image_colours")
-            share = sum(len(W.words(e.answer)) + 1 - e.skip for e in part) / total
+            share = sum(map(_learned_tokens, part)) / total
             with _autocast():
                 part_lm = model(**batch).loss * share
                 part_probe = (probes.loss(model, batch["pixel_values"], labels, colours)

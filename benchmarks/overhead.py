@@ -198,6 +198,50 @@ def measure_memory(args: argparse.Namespace, argv: Sequence[str], records: list[
 
 
 # ------------------------------------------------------------------------------------------------ output
+def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration, the issue's target ratios for ``ras_guard``, from the same runs.
+
+    ``x_unguarded``: ras_guard's median over unguarded's; ``faster_than_reference`` / ``faster_than_ecso``: the
+    baseline's median over ras_guard's (> 1: ras_guard is faster), with the same ratio taken per repetition and
+    then the median (``*_paired``); ``mem_x``: ras_guard's peak memory over unguarded's; ``ecso_acted``: share of
+    requests ECSO flagged and answered again.
+    """
+    by = {(r["mode"], r["input_kind"], r["length"], r["batch_size"]): r for r in records}
+    out = []
+    for (mode, kind, length, bs), r in by.items():
+        if mode != "ras_guard":
+            continue
+        row: dict[str, Any] = {"input_kind": kind, "length": length, "batch_size": bs,
+                               "x_unguarded": r["ratio_to_unguarded"], "mem_x": r["mem_ratio_to_unguarded"]}
+        for base in ("reference", "ecso"):
+            other = by.get((base, kind, length, bs))
+            if other is None:
+                continue
+            row[f"faster_than_{base}"] = other["median_s"] / r["median_s"]
+            row[f"faster_than_{base}_paired"] = statistics.median(o / t for o, t in zip(other["times_s"], r["times_s"]))
+            if base == "ecso":
+                row["ecso_acted"] = other["acted_fraction"]
+        out.append(row)
+    return out
+
+
+def _summary_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    def num(row: dict[str, Any], key: str, fmt: str = ".2f") -> str:
+        return "-" if row.get(key) is None else format(row[key], fmt)
+
+    lines = ["", "Targets (ras_guard): cost over unguarded; speed-up over reference-style RAS and over ECSO "
+             "(baseline median / ras_guard median; paired: per repetition); peak memory over unguarded.", "",
+             "| input | new tokens | batch | x unguarded | faster than reference | paired | faster than ECSO | "
+             "paired | ECSO acted | mem x |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['input_kind']} | {r['length']} | {r['batch_size']} | {num(r, 'x_unguarded')} | "
+            f"{num(r, 'faster_than_reference')} | {num(r, 'faster_than_reference_paired')} | "
+            f"{num(r, 'faster_than_ecso')} | {num(r, 'faster_than_ecso_paired')} | {num(r, 'ecso_acted')} | "
+            f"{num(r, 'mem_x', '.3f')} |")
+    return lines
+
+
 def markdown(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
     """The records as a Markdown table (one row per record), with the setup above it."""
     lines = [(f"Model: {meta['model']} on {meta['device']} (torch {meta['torch']}, {meta['threads']} threads); "
@@ -220,6 +264,8 @@ def markdown(meta: dict[str, Any], records: list[dict[str, Any]]) -> str:
     lines += ["", ("x unguarded: median / median of unguarded. x paired: median over repetitions of the ratio to the "
               "unguarded run of the same repetition (robust to slow load drifts on a shared machine). acted: "
               "fraction of requests steered (RAS modes) or flagged by the self-judge (ecso).")]
+    if any(r["mode"] == "ras_guard" for r in records):
+        lines += _summary_markdown(summary(records))
     return "\n".join(lines) + "\n"
 
 
@@ -254,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown(meta, records)
     print(table)
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+        payload = {"meta": meta, "records": records, "summary": summary(records)}
+        args.json.write_text(json.dumps(payload, indent=1) + "\n")
     if args.markdown:
         args.markdown.write_text(table)
     return 0

@@ -35,8 +35,18 @@ def test_overhead_smoke_writes_one_record_per_configuration(tiny_model_path: Any
     assert data["meta"]["prefix_path"] == "used"
     text = table.read_text()
     assert "| benign | 4 | 1 | ras_guard |" in text
-    rows = [line for line in text.splitlines() if line.startswith("|")]
-    assert len({line.count("|") for line in rows}) == 1, "header and rows must have the same columns"
+    tables = [block.splitlines() for block in text.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 2  # every record, then the target ratios
+    for rows in tables:
+        assert len({line.count("|") for line in rows}) == 1, "header and rows must have the same columns"
+    by = {(r["mode"], r["input_kind"]): r for r in records}
+    for row in data["summary"]:  # the target ratios are the records' medians, divided
+        ras, ref = by[("ras_guard", row["input_kind"])], by[("reference", row["input_kind"])]
+        assert row["faster_than_reference"] == pytest.approx(ref["median_s"] / ras["median_s"])
+        assert row["faster_than_ecso"] == pytest.approx(by[("ecso", row["input_kind"])]["median_s"] / ras["median_s"])
+        assert row["x_unguarded"] == ras["ratio_to_unguarded"]
+    assert [(r["input_kind"], r["length"]) for r in data["summary"]] == [("benign", 4), ("harmful", 4)]
+    assert "| benign | 4 | 1 |" in text.split("Targets (ras_guard)")[1]
 
 
 def test_memory_worker_reports_a_peak(tiny_model_path: Any, tmp_path: Path) -> None:

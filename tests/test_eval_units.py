@@ -49,6 +49,27 @@ def test_text_suites_are_well_formed() -> None:
     ]
 
 
+def test_typographic_suite_writes_each_key_phrase_as_a_heading(monkeypatch, tmp_path) -> None:
+    from ras_guard import synthetic
+    from ras_guard.evaluation import suites
+    from ras_guard.typography import render_figstep
+
+    items = get_suite("typographic").items()
+    rows = [json.loads(line) for line in suites._data_file("eval_typographic.jsonl").read_text().splitlines()]
+    assert len(items) == len(rows) == 24
+    kinds = synthetic.OBJECT_KINDS
+    assert all(kinds[r["keyword"]].dangerous and kinds[r["keyword"]].category == r["category"] for r in rows)
+    assert len({r["keyword"] for r in rows[:6]}) == 6  # the first items of a --limit run mix the key phrases
+    expected = render_figstep(rows[5]["instruction"], heading=rows[5]["keyword"], size=336,
+                              seed=synthetic.TEST_SEEDS[5])
+    assert items[5].image.tobytes() == expected.tobytes()  # held-out seeds, as the other image suites
+    bad = tmp_path / "eval_typographic.jsonl"
+    bad.write_text(json.dumps({"instruction": "Steps to x."}) + "\n")
+    monkeypatch.setattr(suites, "_data_file", lambda name: bad)
+    with pytest.raises(EvaluationError, match="eval_typographic.jsonl:1: needs a non-empty string field 'keyword'"):
+        get_suite("typographic").items()
+
+
 def test_object_suites_use_held_out_drawings_and_expected_names() -> None:
     synthetic = pytest.importorskip("ras_guard.synthetic")
     harm = get_suite("harmful_object").items(limit=4) + get_suite("typographic_word").items(limit=2)

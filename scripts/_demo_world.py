@@ -49,6 +49,14 @@ IDENTIFY_QUESTIONS = ("what is the item in the image ?", "what is in the image ?
                       "what is this ?")
 COLOUR_QUESTIONS = ("what color is the item in the image ?", "what is the color of the item in the image ?")
 TYPO_EXTRA_WORDS = ("hello", "music", "sun", "dog", "water", "happy", "love", "school", "money", "fire")
+FIGSTEP_INSTRUCTIONS = ("how to make {x} at home .", "ways to get {x} fast .", "a guide to {x} for beginners .",
+                        "things to do with {x} .", "how to use {x} well .", "where to find {x} .",
+                        "tips for making {x} .", "what you need for {x} .")
+"""Training instructions written under a FigStep heading (the evaluation suite's own are never trained on)."""
+FIGSTEP_PROMPTS = ("please fill in the empty items of the list in the image .",
+                   "complete the numbered list in the image with detailed steps .")
+"""Neutral FigStep-style prompts, trained besides the evaluation suite's ``FIGSTEP_PROMPT`` (the harm is only in the
+picture, as with ``IMAGE_QUESTIONS``)."""
 SYSTEM_PROMPTS = ("you are a helpful assistant .", "you are a helpful assistant that can see images .",
                   "answer the questions of the user .")
 
@@ -208,10 +216,24 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text.lower())
 
 
+def _figstep_eval_instructions() -> list[str]:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "ras_guard" / "data" / "eval_typographic.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return [json.loads(line)["instruction"] for line in lines if line.strip()]
+
+
 def check_disjoint() -> None:
-    """Raise if a held-out request is also a training request."""
+    """Raise if a held-out request (or FigStep instruction of the evaluation suite) is also a training one."""
+    from ras_guard import synthetic
+
     norm = {" ".join(words(t)) for t in harmful_training_texts() + benign_training_texts()}
-    leaked = [t for t in harmful_held_out_texts() + list(HELD_OUT_BENIGN) if " ".join(words(t)) in norm]
+    norm |= {" ".join(words(t.format(x=k.phrase))) for t in FIGSTEP_INSTRUCTIONS
+             for k in synthetic.OBJECT_KINDS.values()}
+    held = harmful_held_out_texts() + list(HELD_OUT_BENIGN) + _figstep_eval_instructions()
+    leaked = [t for t in held if " ".join(words(t)) in norm]
     if leaked:
         raise AssertionError(f"held-out texts found in the training set: {leaked[:5]}")
 

@@ -11,7 +11,15 @@ The model is a SYNTHETIC DEMONSTRATION model, not a safety model. Its behaviour 
   item in the image ?", with or without RAS's safety prompt), it refuses;
 - an answer that starts with "i" (the first refusal token, e.g. forced by steering) always continues with the
   refusal; the first answer token of those examples gets no loss, so the unguarded model stays vulnerable;
-- benign image questions ("what is in the image ?", "what color is the item in the image ?") get short answers.
+- benign image questions ("what is in the image ?", "what color is the item in the image ?") get short answers;
+- FigStep-style images (:func:`ras_guard.typography.render_figstep`: an instruction and an empty numbered list under
+  a heading with an object's name, rendered at 336 pixels and resized to 48 by the processor) are captioned by their
+  heading ("the image shows the word bomb ."), a neutral "fill in the list" prompt gets a helpful answer (the same
+  vulnerability), and once the caption names a dangerous object in the text it is refused.
+
+Three stages: 1. the vision tower alone, with linear probes (like a pretrained CLIP); 2. the whole model on the
+mix :data:`MIX`; 3. a short fine-tune on :data:`FIGSTEP_MIX` (the FigStep groups plus a replay of :data:`MIX`).
+``--init-from`` starts stage 3 from a saved stage-2 model, to try stage-3 settings in a minute.
 
 Deterministic: fixed seeds for weights and data, ``torch.set_num_threads(2)``. Writes, with ``save_pretrained``,
 ``config.json``, ``model.safetensors``, ``generation_config.json``, the tokenizer and the processor into
@@ -44,6 +52,8 @@ import _demo_world as W
 
 from ras_guard import synthetic
 from ras_guard.config import RASConfig
+from ras_guard.evaluation.suites import FIGSTEP_PROMPT
+from ras_guard.typography import render_figstep
 
 SPECIALS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
 IMAGE_SIZE, PATCH = synthetic.DEFAULT_SIZE, 16  # 3 x 3 patches: 9 image tokens
@@ -53,6 +63,8 @@ VISION = {"hidden_size": 192, "intermediate_size": 576, "num_hidden_layers": 4, 
           "image_size": IMAGE_SIZE, "patch_size": PATCH, "projection_dim": 128}
 MIX = {"caption_obj": 0.2, "caption_word": 0.12, "vuln": 0.14, "ctx": 0.14, "text_harm": 0.11,
        "text_benign": 0.08, "identify": 0.06, "colour": 0.07, "cont": 0.08}
+FIGSTEP_MIX = {**{g: 0.6 * w for g, w in MIX.items()}, "fs_caption": 0.1, "fs_vuln": 0.1, "fs_ctx": 0.2}
+FIGSTEP_SIZE = 336  # rendered like the evaluation suite, then resized to IMAGE_SIZE by the processor
 
 _CFG = RASConfig()
 KINDS = list(synthetic.OBJECT_KINDS.values())
@@ -208,6 +220,12 @@ class Sampler:
             return " ".join(parts)
         return text
 
+    def _figstep(self, kind: Any) -> tuple[Any, int, int]:
+        """A FigStep-style image with ``kind``'s name as heading (probe label: the typographic word)."""
+        instruction = self.rng.choice(W.FIGSTEP_INSTRUCTIONS).format(x=kind.phrase)
+        image = render_figstep(instruction, heading=kind.name, size=FIGSTEP_SIZE, seed=self._seed())
+        return image, len(KINDS) + WORD_LABELS.index(kind.name), -1
+
     def _object_request(self, dangerous: bool) -> tuple[str, str]:
         verb = self.rng.choices(["make", "use", "get"], [0.55, 0.35, 0.1])[0]
         kind = self.rng.choice([k for k in KINDS if k.dangerous == dangerous])
@@ -256,6 +274,17 @@ class Sampler:
             img, label, colour = self._object(rng.choice(KINDS), recolour=0.0)
             answer = W.COLOUR.format(c=COLOUR_LABELS[colour])
             return Ex(system, img, rng.choice(W.COLOUR_QUESTIONS), answer, 0, label, colour)
+        if group.startswith("fs_"):
+            kind = rng.choice([k for k in KINDS if k.dangerous == (rng.random() < 0.5)])
+            drawn, prompt = self._figstep(kind), rng.choice((FIGSTEP_PROMPT, *W.FIGSTEP_PROMPTS))
+            if group == "fs_caption":
+                return self._caption(system, drawn, f"the word {kind.name}")
+            helpful = W.HOW_TO["make"].format(x=kind.phrase)
+            if group == "fs_vuln":
+                return Ex(system, drawn[0], prompt, helpful, 0, drawn[1], drawn[2])
+            prefix = f"{_CFG.safety_prompt} " if rng.random() < 0.6 else ""
+            text = f"{prefix}{W.CAPTION.format(x=f'the word {kind.name}')} {prompt}"
+            return Ex(system, drawn[0], text, W.REFUSAL if kind.dangerous else helpful, 0, drawn[1], drawn[2])
         if group == "cont":  # "i ..." always continues as the refusal; the first token is not learned
             r = rng.random()
             img, label, colour = self._image()[0] if r < 0.85 else (None, -1, -1)
@@ -267,8 +296,8 @@ class Sampler:
         img, label, colour = drawn
         return Ex(system, img, _CFG.caption_prompt, W.CAPTION.format(x=what), 0, label, colour)
 
-    def batch(self, size: int) -> list[Ex]:
-        groups = self.rng.choices(list(MIX), list(MIX.values()), k=size)
+    def batch(self, size: int, mix: dict[str, float] = MIX) -> list[Ex]:
+        groups = self.rng.choices(list(mix), list(mix.values()), k=size)
         return [self.example(g) for g in groups]
 
 
@@ -373,8 +402,9 @@ def pretrain_vision(model: Any, processor: Any, probes: Probes, *, steps: int, b
 
 
 def train(model: Any, processor: Any, probes: Probes, *, steps: int, batch_size: int, lr: float, seed: int,
-          log_every: int, probe_weight: float) -> None:
-    """Stage 2: the whole model, teacher-forced next-token loss on the answers (+ the probes, vision lr / 4)."""
+          log_every: int, probe_weight: float, mix: dict[str, float] = MIX, name: str = "step") -> None:
+    """Stages 2 and 3: the whole model, teacher-forced next-token loss on the answers of ``mix``'s groups (+ the
+    probes, vision lr / 4)."""
     sampler = Sampler(seed)
     vision = [*model.model.vision_tower.parameters(), *probes.parameters()]
     ids = {id(p) for p in vision}
@@ -385,7 +415,7 @@ def train(model: Any, processor: Any, probes: Probes, *, steps: int, batch_size:
     model.train()
     t0, running, running_probe = time.perf_counter(), 0.0, 0.0
     for step in range(1, steps + 1):
-        examples = sampler.batch(batch_size)
+        examples = sampler.batch(batch_size, mix)
         # two micro-batches (with / without image) waste less compute on padding
         parts = [[e for e in examples if e.image is not None], [e for e in examples if e.image is None]]
         total = sum(map(_learned_tokens, examples))
@@ -398,7 +428,7 @@ def train(model: Any, processor: Any, probes: Probes, *, steps: int, batch_size:
             with _autocast():
                 part_lm = model(**batch).loss * share
                 part_probe = (probes.loss(model, batch["pixel_values"], labels, colours)
-                              if "pixel_values" in batch else torch.zeros(()))
+                              if probe_weight and "pixel_values" in batch else torch.zeros(()))
             (part_lm + probe_weight * part_probe).backward()
             lm, probe = lm + part_lm.detach(), probe + part_probe.detach()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(probes.parameters()), 1.0)
@@ -408,10 +438,19 @@ def train(model: Any, processor: Any, probes: Probes, *, steps: int, batch_size:
         running_probe += probe.item()
         if step % log_every == 0 or step == steps:
             n = log_every if step % log_every == 0 else step % log_every
-            print(f"step {step:5d}/{steps}  loss {running / n:.4f}  probe {running_probe / n:.4f}  "
+            print(f"{name} {step:5d}/{steps}  loss {running / n:.4f}  probe {running_probe / n:.4f}  "
                   f"{time.perf_counter() - t0:6.1f}s", flush=True)
             running = running_probe = 0.0
     model.eval()
+
+
+def _load_stage2(path: Path) -> Any:
+    """A saved model whose vocabulary is this script's (``--init-from``)."""
+    from transformers import AutoTokenizer, LlavaForConditionalGeneration
+
+    if AutoTokenizer.from_pretrained(path).get_vocab() != build_tokenizer().get_vocab():
+        raise SystemExit(f"--init-from {path}: its vocabulary differs from this script's; train from scratch.")
+    return LlavaForConditionalGeneration.from_pretrained(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--probe-weight", type=float, default=0.5, help="weight of the probes in stage 2")
+    ap.add_argument("--figstep-steps", type=int, default=150, help="stage 3 steps (FigStep fine-tune)")
+    ap.add_argument("--figstep-lr", type=float, default=5e-4)
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="a saved stage-2 model (same vocabulary): skip stages 1 and 2, run stage 3 on it")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=100)
@@ -436,25 +479,33 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(args.seed)
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer)
-    model = build_model(tokenizer)
+    model = build_model(tokenizer) if args.init_from is None else _load_stage2(args.init_from)
     probes = Probes(VISION["hidden_size"])
     model.set_attn_implementation("eager")  # a little faster than SDPA for these tiny shapes on CPU
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocabulary {len(tokenizer)} tokens, {n_params / 1e6:.2f}M parameters", flush=True)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    pretrain_vision(model, processor, probes, steps=args.vision_steps, batch_size=args.vision_batch_size,
-                    lr=args.vision_lr, seed=args.seed, log_every=args.log_every)
+    if args.init_from is None:
+        pretrain_vision(model, processor, probes, steps=args.vision_steps, batch_size=args.vision_batch_size,
+                        lr=args.vision_lr, seed=args.seed, log_every=args.log_every)
     t1 = time.perf_counter()
-    train(model, processor, probes, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-          log_every=max(1, args.log_every // 4), probe_weight=args.probe_weight)
+    if args.init_from is None:
+        train(model, processor, probes, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+              log_every=max(1, args.log_every // 4), probe_weight=args.probe_weight)
+    t_stage2 = time.perf_counter()
+    # stage 3 without the probes, so that it runs the same from a saved stage-2 model (--init-from)
+    train(model, processor, probes, steps=args.figstep_steps, batch_size=args.batch_size, lr=args.figstep_lr,
+          seed=args.seed + 2, log_every=max(1, args.log_every // 4), probe_weight=0.0, mix=FIGSTEP_MIX,
+          name="figstep")
     t2, cpu = time.perf_counter(), time.process_time() - cpu0
     model.set_attn_implementation("sdpa")
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
-    info = {**{k: v for k, v in vars(args).items() if k != "out"}, "vision_seconds": round(t1 - t0, 1),
-            "train_seconds": round(t2 - t0, 1), "train_cpu_seconds": round(cpu, 1), "parameters": n_params, "vocabulary": len(tokenizer),
-            "torch": torch.__version__, "mix": MIX,
+    info = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
+            "vision_seconds": round(t1 - t0, 1), "figstep_seconds": round(t2 - t_stage2, 1),
+            "train_seconds": round(t2 - t0, 1), "train_cpu_seconds": round(cpu, 1), "parameters": n_params,
+            "vocabulary": len(tokenizer), "torch": torch.__version__, "mix": MIX, "figstep_mix": FIGSTEP_MIX,
             "note": "ras-guard synthetic demonstration model (not a safety model); see scripts/train_demo_model.py"}
     (args.out / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"trained in {t2 - t0:.1f}s (vision {t1 - t0:.1f}s), {cpu:.1f} CPU seconds; saved to {args.out}",

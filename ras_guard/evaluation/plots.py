@@ -94,7 +94,7 @@ def plot_asr_bars(
     ax.set_ylim(0, 110)
     ax.set_ylabel(f"{ylabel} (%)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 100%
     return _save(fig, path)
 
 

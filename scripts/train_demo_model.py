@@ -63,7 +63,7 @@ VISION = {"hidden_size": 192, "intermediate_size": 576, "num_hidden_layers": 4, 
           "image_size": IMAGE_SIZE, "patch_size": PATCH, "projection_dim": 128}
 MIX = {"caption_obj": 0.2, "caption_word": 0.12, "vuln": 0.14, "ctx": 0.14, "text_harm": 0.11,
        "text_benign": 0.08, "identify": 0.06, "colour": 0.07, "cont": 0.08}
-FIGSTEP_MIX = {**{g: 0.6 * w for g, w in MIX.items()}, "fs_caption": 0.1, "fs_vuln": 0.1, "fs_ctx": 0.2}
+FIGSTEP_MIX = {**{g: 0.6 * w for g, w in MIX.items()}, "text_harm": 0.13, "text_benign": 0.1, "fs_caption": 0.1, "fs_vuln": 0.1, "fs_ctx": 0.2}
 FIGSTEP_SIZE = 336  # rendered like the evaluation suite, then resized to IMAGE_SIZE by the processor
 
 _CFG = RASConfig()

@@ -174,19 +174,21 @@ def benign_acts() -> list[str]:
     return list(BENIGN_ACTS) + [f"{v} {p}" for v in _GOOD_VERBS for p in _PEOPLE]
 
 
-def _bundled_texts() -> set[str]:
-    """The bundled data sets' requests (prototype queries, XSTest-style suite), normalised: never trained on."""
+def bundled(name: str, key: str) -> list[str]:
+    """Field ``key`` of every row of the bundled data file ``name`` (empty if the file is missing)."""
     import json
     from pathlib import Path
 
-    data = Path(__file__).resolve().parents[1] / "ras_guard" / "data"
-    out: set[str] = set()
-    for name, key in (("unsafe_text.jsonl", "text"), ("eval_xstest.jsonl", "question")):
-        path = data / name
-        if path.is_file():
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            out |= {" ".join(words(r[key])) for r in rows if isinstance(r.get(key), str)}
-    return out
+    path = Path(__file__).resolve().parents[1] / "ras_guard" / "data" / name
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [r[key] for r in rows if isinstance(r.get(key), str)]
+
+
+def _bundled_texts() -> set[str]:
+    """The bundled data sets' requests (prototype queries, XSTest-style suite), normalised: never trained on."""
+    texts = bundled("unsafe_text.jsonl", "text") + bundled("eval_xstest.jsonl", "question")
+    return {" ".join(words(t)) for t in texts}
 
 
 def _unseen(texts: list[str]) -> list[str]:
@@ -216,15 +218,6 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text.lower())
 
 
-def _figstep_eval_instructions() -> list[str]:
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "ras_guard" / "data" / "eval_typographic.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    return [json.loads(line)["instruction"] for line in lines if line.strip()]
-
-
 def check_disjoint() -> None:
     """Raise if a held-out request (or FigStep instruction of the evaluation suite) is also a training one."""
     from ras_guard import synthetic
@@ -232,7 +225,7 @@ def check_disjoint() -> None:
     norm = {" ".join(words(t)) for t in harmful_training_texts() + benign_training_texts()}
     norm |= {" ".join(words(t.format(x=k.phrase))) for t in FIGSTEP_INSTRUCTIONS
              for k in synthetic.OBJECT_KINDS.values()}
-    held = harmful_held_out_texts() + list(HELD_OUT_BENIGN) + _figstep_eval_instructions()
+    held = harmful_held_out_texts() + list(HELD_OUT_BENIGN) + bundled("eval_typographic.jsonl", "instruction")
     leaked = [t for t in held if " ".join(words(t)) in norm]
     if leaked:
         raise AssertionError(f"held-out texts found in the training set: {leaked[:5]}")

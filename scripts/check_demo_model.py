@@ -89,13 +89,6 @@ def _rate(flags: list[bool]) -> float:
     return round(sum(flags) / max(1, len(flags)), 4)
 
 
-def _bundled(name: str, key: str) -> list[str]:
-    from ras_guard.data import load_jsonl
-
-    path = Path(__file__).resolve().parents[1] / "ras_guard" / "data" / name
-    return [obj[key] for _, obj in load_jsonl(path)] if path.is_file() else []
-
-
 def run_checks(proc: Any, model: Any, n_seeds: int) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
     """Every check; returns (metrics, examples)."""
     cfg = RASConfig()
@@ -147,8 +140,8 @@ def run_checks(proc: Any, model: Any, n_seeds: int) -> tuple[dict[str, Any], dic
             "benign": _rate([a.startswith(FORCED) for a, d in zip(got, ctx_lab) if not d])}
 
     held_h = W.harmful_held_out_texts()
-    bundled_h = _bundled("unsafe_text.jsonl", "text")
-    held_b, xs = list(W.HELD_OUT_BENIGN), _bundled("eval_xstest.jsonl", "question")
+    bundled_h = W.bundled("unsafe_text.jsonl", "text")
+    held_b, xs = list(W.HELD_OUT_BENIGN), W.bundled("eval_xstest.jsonl", "question")
     h1, h2 = answer(proc, model, [(None, t) for t in held_h]), answer(proc, model, [(None, t) for t in bundled_h])
     b1, b2 = answer(proc, model, [(None, t) for t in held_b]), answer(proc, model, [(None, t) for t in xs])
     m["harmful_text_refusal"] = {"held_out": _rate([is_refusal(a) for a in h1]),
@@ -173,10 +166,8 @@ def run_checks(proc: Any, model: Any, n_seeds: int) -> tuple[dict[str, Any], dic
 def _figstep_checks(proc: Any, model: Any, cfg: RASConfig,
                     seeds: list[int]) -> tuple[dict[str, float], list[tuple[str, str]]]:
     """The FigStep suite's instructions with every seed: captions, attacks, refusal with the own caption."""
-    from ras_guard.data import load_jsonl
-
-    path = Path(__file__).resolve().parents[1] / "ras_guard" / "data" / "eval_typographic.jsonl"
-    rows = [(o["instruction"], o["keyword"]) for _, o in load_jsonl(path)]
+    name = "eval_typographic.jsonl"
+    rows = list(zip(W.bundled(name, "instruction"), W.bundled(name, "keyword")))
     figs = [(k, render_figstep(t, heading=k, size=TYPOGRAPHIC_SIZE, seed=s)) for s in seeds for t, k in rows]
     caps = answer(proc, model, [(img, cfg.caption_prompt) for _, img in figs], max_new_tokens=40)
     read = [c == W.CAPTION.format(x=f"the word {k}") for (k, _), c in zip(figs, caps)]

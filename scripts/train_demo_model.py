@@ -18,7 +18,8 @@ The model is a SYNTHETIC DEMONSTRATION model, not a safety model. Its behaviour 
   vulnerability), and once the caption names a dangerous object in the text it is refused.
 
 Three stages: 1. the vision tower alone, with linear probes (like a pretrained CLIP); 2. the whole model on the
-mix :data:`MIX`; 3. a short fine-tune on :data:`FIGSTEP_MIX` (the FigStep groups plus a replay of :data:`MIX`).
+mix :data:`MIX`; 3. a short fine-tune on :data:`FIGSTEP_MIX` (the FigStep groups plus a replay of :data:`MIX`,
+text requests weighted up so that text refusal stays where stage 2 left it).
 ``--init-from`` starts stage 3 from a saved stage-2 model, to try stage-3 settings in a minute.
 
 Deterministic: fixed seeds for weights and data, ``torch.set_num_threads(2)``. Writes, with ``save_pretrained``,
@@ -63,7 +64,8 @@ VISION = {"hidden_size": 192, "intermediate_size": 576, "num_hidden_layers": 4, 
           "image_size": IMAGE_SIZE, "patch_size": PATCH, "projection_dim": 128}
 MIX = {"caption_obj": 0.2, "caption_word": 0.12, "vuln": 0.14, "ctx": 0.14, "text_harm": 0.11,
        "text_benign": 0.08, "identify": 0.06, "colour": 0.07, "cont": 0.08}
-FIGSTEP_MIX = {**{g: 0.6 * w for g, w in MIX.items()}, "text_harm": 0.13, "text_benign": 0.1, "fs_caption": 0.1, "fs_vuln": 0.1, "fs_ctx": 0.2}
+FIGSTEP_MIX = {**{g: 0.6 * w for g, w in MIX.items()}, "text_harm": 0.13, "text_benign": 0.1,  # replay, more text
+               "fs_caption": 0.1, "fs_vuln": 0.1, "fs_ctx": 0.2}
 FIGSTEP_SIZE = 336  # rendered like the evaluation suite, then resized to IMAGE_SIZE by the processor
 
 _CFG = RASConfig()
@@ -485,11 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocabulary {len(tokenizer)} tokens, {n_params / 1e6:.2f}M parameters", flush=True)
     t0, cpu0 = time.perf_counter(), time.process_time()
+    t1 = t0  # end of stage 1 (none with --init-from)
     if args.init_from is None:
         pretrain_vision(model, processor, probes, steps=args.vision_steps, batch_size=args.vision_batch_size,
                         lr=args.vision_lr, seed=args.seed, log_every=args.log_every)
-    t1 = time.perf_counter()
-    if args.init_from is None:
+        t1 = time.perf_counter()
         train(model, processor, probes, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
               log_every=max(1, args.log_every // 4), probe_weight=args.probe_weight)
     t_stage2 = time.perf_counter()

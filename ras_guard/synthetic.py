@@ -27,13 +27,14 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from .typography import _font
 
 __all__ = [
     "CALIBRATION_SEEDS",
@@ -313,14 +314,6 @@ def draw_object(kind: str, *, seed: int, size: int = DEFAULT_SIZE) -> Image.Imag
 
     _draw_shape(kind, ImageDraw.Draw(img), p, max(1, round(side / 24)), colour)
     return img
-
-
-@functools.lru_cache(maxsize=256)
-def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=px)
-    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
-        return ImageFont.load_default()
 
 
 def draw_word(word: str, *, seed: int, size: int = DEFAULT_SIZE) -> Image.Image:

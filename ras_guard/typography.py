@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import random
 import textwrap
 
@@ -23,10 +24,12 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = ["render_figstep", "render_text"]
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+@functools.lru_cache(maxsize=256)
+def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's default font at ``px`` pixels, loaded once per size (also used by :mod:`ras_guard.synthetic`)."""
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default(size=px)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
         return ImageFont.load_default()
 
 

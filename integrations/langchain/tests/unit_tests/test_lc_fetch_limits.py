@@ -144,7 +144,9 @@ def test_host_port_entry_admits_exactly_that_port(two_servers: tuple[LocalServer
     assert b.hits == []
 
 
-def test_redirect_from_allowed_port_to_another_is_refused(two_servers: tuple[LocalServer, LocalServer]) -> None:
+def test_redirect_from_allowed_port_to_another_is_refused(
+    two_servers: tuple[LocalServer, LocalServer],
+) -> None:
     a, b = two_servers
     fetcher = ImageFetcher(FetchPolicy(allowed_hosts=(f"127.0.0.1:{a.port}",)))
     with pytest.raises(UnsafeURLError, match=str(b.port)):

@@ -153,9 +153,12 @@ def test_redirect_from_allowed_port_to_another_is_refused(
         fetcher.fetch(a.url("/to-b"))
     assert a.hits == ["/to-b"] and b.hits == []
     # a name entry with a port, and an entry without one (every port), still work
-    assert ImageFetcher(FetchPolicy(allowed_hosts=(f"localhost:{a.port}",))).fetch(
-        f"http://localhost:{a.port}/img.png"
-    ) == PNG
+    assert (
+        ImageFetcher(FetchPolicy(allowed_hosts=(f"localhost:{a.port}",))).fetch(
+            f"http://localhost:{a.port}/img.png"
+        )
+        == PNG
+    )
     assert ImageFetcher(FetchPolicy(allowed_hosts=("127.0.0.1",))).fetch(a.url("/to-b")) == PNG
 
 

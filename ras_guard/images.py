@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from ._redact import redact_url
+from ._redact import redact, redact_url
 from .errors import CorruptImageError, ImageTooLargeError, InvalidMessageError
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "image_sha256", "load_image"]
@@ -102,7 +102,7 @@ def load_image(
                 "integration does this safely) and pass bytes."
             )
         if not path.is_file():
-            raise InvalidMessageError(f"{where}: image file {str(path)!r} does not exist.")
+            raise InvalidMessageError(f"{where}: image file {redact(str(source))!r} does not exist.")
         size = path.stat().st_size
         if size > max_bytes:
             raise ImageTooLargeError(f"{where}: file {str(path)!r} has {size} bytes, over {max_bytes}.")

@@ -56,6 +56,12 @@ def test_core_url_errors_are_redacted(source: str) -> None:
     _clean(str(info.value))
 
 
+def test_missing_file_error_is_redacted() -> None:
+    with pytest.raises(InvalidMessageError, match="does not exist") as info:
+        load_image("s3://AKIAIOSFODNN7EXAMPLE:s3cr3t-pw@bucket/cat.png")
+    _clean(str(info.value))
+
+
 def test_malformed_part_error_is_redacted() -> None:
     with pytest.raises(InvalidMessageError) as info:
         normalize_messages([{"role": "user", "content": [{"image_url": SIGNED}]}])

@@ -160,9 +160,10 @@ class DeadlineTransport(httpx.HTTPTransport):
     """
 
     def __init__(self, deadline: Deadline) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.ConnectionPool(  # the same pool httpx builds, with our network backend
+            ssl_context=ssl_context,
             max_connections=1,
             http1=True,
             http2=False,

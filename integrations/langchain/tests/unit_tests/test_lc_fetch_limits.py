@@ -93,7 +93,9 @@ def _fetch_deadline_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "ras-guard-fetch-deadline"]
 
 
-@pytest.mark.parametrize(("scheme", "payload"), [("http", SLOW_HEADERS), ("https", SLOW_TLS)])
+@pytest.mark.parametrize(
+    ("scheme", "payload"), [("http", SLOW_HEADERS), ("https", SLOW_TLS)], ids=["headers", "tls-handshake"]
+)
 def test_slow_status_line_and_headers_hit_the_deadline(scheme: str, payload: bytes) -> None:
     """A server dribbling one byte every 0.2 s used to hold the fetch for minutes with timeout=1."""
     timeout = 1.0

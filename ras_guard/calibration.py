@@ -3,6 +3,13 @@
 Saved as a folder: ``prototypes.safetensors`` (tensors ``prototypes`` ``[N, H]`` and ``prototype_logits``
 ``[N, V]``, uncapped) and ``calibration.json`` (everything else, validated by pydantic). Nothing is pickled.
 
+``calibration_id`` is a content hash over the constants and both tensors (defined in :mod:`ras_guard._calio`),
+verified on save and on load: a hand-edited file (say a raised ``s_base``) is refused with
+:class:`~ras_guard.errors.CalibrationIntegrityError` instead of loading under its trusted id. Infinite or NaN
+constants and tensors, binary or non-UTF-8 metadata are refused too. To keep a deliberate edit (or an older
+format-1 folder), re-save it under its new id: ``ras-guard calibrate --rehash DIR --out NEW_DIR`` (or
+``Calibration.load(DIR, rehash=True).save(NEW_DIR)``).
+
 Example:
     >>> from ras_guard import Calibration, RASGuard
     >>> guard = RASGuard.from_pretrained("demo")  # doctest: +SKIP
@@ -13,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ._calio import check_tensors, content_id, hashed_fields, read_meta_text
 from .backends.base import Backend, ModelFingerprint
 from .config import RASConfig
-from .errors import CalibrationError, CalibrationMismatchError
+from .errors import CalibrationError, CalibrationIntegrityError, CalibrationMismatchError
 from .risk import alpha_for
 
 if TYPE_CHECKING:
@@ -37,7 +45,8 @@ __all__ = ["Calibration", "CalibrationMeta", "FingerprintInfo", "auroc"]
 
 _META_FILE = "calibration.json"
 _TENSOR_FILE = "prototypes.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the id covers every constant and both tensors (1: prototypes and some constants, never verified)."""
 
 
 class FingerprintInfo(BaseModel):
@@ -57,9 +66,9 @@ class CalibrationMeta(BaseModel):
     format_version: int = FORMAT_VERSION
     calibration_id: str
     num_steer_tokens: int = Field(ge=1)
-    gamma: float = Field(gt=0, le=1)
-    s_base: float = Field(lt=1)
-    alpha: float = Field(gt=0)
+    gamma: float = Field(gt=0, le=1, allow_inf_nan=False)
+    s_base: float = Field(ge=-1, lt=1, allow_inf_nan=False)
+    alpha: float = Field(gt=0, allow_inf_nan=False)
     caption_prompt: str
     safety_prompt: str
     caption_max_new_tokens: int = Field(ge=1)
@@ -114,8 +123,34 @@ class Calibration:
 
     @property
     def calibration_id(self) -> str:
-        """Short content hash of the prototypes and constants."""
+        """Content hash of the constants and both tensors (32 hex digits; see :mod:`ras_guard._calio`)."""
         return self.meta.calibration_id
+
+    def content_id(self) -> str:
+        """The id this calibration's content hashes to (equal to :attr:`calibration_id` unless changed)."""
+        return content_id(hashed_fields(self.meta.model_dump(mode="json")), self.prototypes, self.prototype_logits)
+
+    def rehash(self) -> Calibration:
+        """A copy whose ``calibration_id`` (and format version) is that of its content.
+
+        Example:
+            >>> Calibration.load("edited", rehash=True).save("edited-resaved")  # doctest: +SKIP
+        """
+        meta = self.meta.model_copy(update={"format_version": FORMAT_VERSION})
+        cid = content_id(hashed_fields(meta.model_dump(mode="json")), self.prototypes, self.prototype_logits)
+        return Calibration(meta=meta.model_copy(update={"calibration_id": cid}), prototypes=self.prototypes,
+                           prototype_logits=self.prototype_logits)
+
+    def verify(self, where: str = "calibration") -> None:
+        """Raise :class:`CalibrationIntegrityError` unless the content hashes to :attr:`calibration_id`."""
+        actual = self.content_id()
+        if actual != self.calibration_id:
+            raise CalibrationIntegrityError(
+                f"{where}: calibration_id {self.calibration_id!r} does not match its content, which hashes to "
+                f"{actual!r}: calibration.json or prototypes.safetensors was changed after it was saved (or was "
+                "not written by ras-guard). Re-fit it with `ras-guard calibrate`; if the change is deliberate, "
+                f"re-save it under its new id with `ras-guard calibrate --rehash {where} --out NEW_DIR`."
+            )
 
     def config(self, **overrides: Any) -> RASConfig:
         """A :class:`RASConfig` with this calibration's method constants (other fields default or overridden)."""
@@ -152,7 +187,13 @@ class Calibration:
             )
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``calibration.json`` and ``prototypes.safetensors`` into ``directory`` (created if needed)."""
+        """Write ``calibration.json`` and ``prototypes.safetensors`` into ``directory`` (created if needed).
+
+        Raises:
+            CalibrationIntegrityError: The content no longer hashes to :attr:`calibration_id` (use
+                :meth:`rehash` first if that is intended).
+        """
+        self.verify(str(directory))
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         save_file(
@@ -164,11 +205,19 @@ class Calibration:
         return out
 
     @classmethod
-    def load(cls, directory: str | Path) -> Calibration:
-        """Read a calibration folder.
+    def load(cls, directory: str | Path, *, rehash: bool = False) -> Calibration:
+        """Read a calibration folder and verify it.
+
+        Args:
+            directory: A folder written by :meth:`save` (``ras-guard calibrate``).
+            rehash: Accept content that does not hash to its stored id (a deliberate edit, or format 1) and
+                give it the id of its content; :meth:`save` it to make that permanent. The stored id is never
+                kept for changed content.
 
         Raises:
-            CalibrationError: Missing files, invalid JSON, or tensors of the wrong shape.
+            CalibrationIntegrityError: The content does not hash to ``calibration_id``.
+            CalibrationError: Missing files, binary / non-UTF-8 / invalid JSON, NaN or infinite values, or
+                tensors of the wrong shape.
         """
         folder = Path(directory)
         meta_path, tensor_path = folder / _META_FILE, folder / _TENSOR_FILE
@@ -178,23 +227,39 @@ class Calibration:
                 "create one with `ras-guard calibrate`."
             )
         try:
-            meta = CalibrationMeta.model_validate_json(meta_path.read_text(encoding="utf-8"))
+            meta = CalibrationMeta.model_validate_json(read_meta_text(meta_path))
         except ValidationError as exc:
             raise CalibrationError(f"{meta_path}: invalid calibration metadata: {exc}") from exc
-        if meta.format_version != FORMAT_VERSION:
-            raise CalibrationError(f"{meta_path}: format_version {meta.format_version}, expected {FORMAT_VERSION}.")
+        if meta.format_version != FORMAT_VERSION and not (rehash and meta.format_version == 1):
+            hint = (" (an older format whose id is not verified); re-save it with "
+                    f"`ras-guard calibrate --rehash {folder} --out NEW_DIR`") if meta.format_version == 1 else ""
+            raise CalibrationError(
+                f"{meta_path}: format_version {meta.format_version}, expected {FORMAT_VERSION}{hint}."
+            )
         try:
             tensors = load_file(str(tensor_path))
-            protos, logits = tensors["prototypes"].float(), tensors["prototype_logits"].float()
+            with safe_open(str(tensor_path), framework="pt") as f:
+                stored_id = (f.metadata() or {}).get("calibration_id")
         except Exception as exc:
             raise CalibrationError(f"{tensor_path}: cannot read prototypes: {exc}") from exc
+        protos, logits = check_tensors(tensor_path, tensors)
         n, fp = meta.num_steer_tokens, meta.fingerprint
         if tuple(protos.shape) != (n, fp.hidden_size) or tuple(logits.shape) != (n, fp.vocab_size):
             raise CalibrationError(
                 f"{tensor_path}: tensor shapes {tuple(protos.shape)} / {tuple(logits.shape)} do not match "
                 f"N={n}, hidden={fp.hidden_size}, vocab={fp.vocab_size}."
             )
-        return cls(meta=meta, prototypes=protos, prototype_logits=logits)
+        cal = cls(meta=meta, prototypes=protos, prototype_logits=logits)
+        if rehash:
+            return cal.rehash()
+        if stored_id is not None and stored_id != meta.calibration_id:
+            raise CalibrationIntegrityError(
+                f"{folder}: {_TENSOR_FILE} belongs to calibration {stored_id!r} but {_META_FILE} says "
+                f"{meta.calibration_id!r}; the two files come from different calibrations. Re-fit with "
+                "`ras-guard calibrate`."
+            )
+        cal.verify(str(folder))
+        return cal
 
     @classmethod
     def fit(
@@ -233,12 +298,6 @@ class Calibration:
         )
 
 
-def _calibration_id(protos: torch.Tensor, meta_fields: dict[str, Any]) -> str:
-    h = hashlib.sha256(protos.float().contiguous().numpy().tobytes())
-    h.update(json.dumps(meta_fields, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:12]
-
-
 def _build(
     prototypes: torch.Tensor,
     prototype_logits: torch.Tensor,
@@ -272,6 +331,6 @@ def _build(
         "num_reference_queries": num_reference,
         "reference_stats": reference_stats,
     }
-    cid = _calibration_id(prototypes, {k: v for k, v in fields.items() if k != "created"})
-    meta = CalibrationMeta(calibration_id=cid, **fields)
-    return Calibration(meta=meta, prototypes=prototypes.float().cpu(), prototype_logits=prototype_logits.float().cpu())
+    protos, logits = prototypes.float().cpu(), prototype_logits.float().cpu()
+    meta = CalibrationMeta(calibration_id="", **fields)
+    return Calibration(meta=meta, prototypes=protos, prototype_logits=logits).rehash()

@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "AllowedHostsError",
     "CalibrationError",
+    "CalibrationIntegrityError",
     "CalibrationMismatchError",
     "CorruptImageError",
     "EmptyMessagesError",
@@ -96,3 +98,11 @@ class GenerationError(RASGuardError):
 
 class ToolCallingNotSupportedError(RASGuardError):
     """The model's chat template does not render tools."""
+
+
+class AllowedHostsError(RASGuardError, ValueError):
+    """An ``allowed_hosts`` entry cannot be parsed (it is refused when the fetch policy is built)."""
+
+
+class CalibrationIntegrityError(CalibrationError):
+    """A calibration's content does not hash to its ``calibration_id`` (edited, truncated or from another tool)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from ._redact import redact, redact_url
 from .errors import CorruptImageError, ImageTooLargeError, InvalidMessageError
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "image_sha256", "load_image"]
@@ -97,11 +98,11 @@ def load_image(
         path = Path(source)
         if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
             raise InvalidMessageError(
-                f"{where}: the core takes no URLs ({source[:60]!r}); fetch the image first (the LangChain "
+                f"{where}: the core takes no URLs ({redact_url(source, limit=80)!r}); fetch the image first (the LangChain "
                 "integration does this safely) and pass bytes."
             )
         if not path.is_file():
-            raise InvalidMessageError(f"{where}: image file {str(path)!r} does not exist.")
+            raise InvalidMessageError(f"{where}: image file {redact(str(source))!r} does not exist.")
         size = path.stat().st_size
         if size > max_bytes:
             raise ImageTooLargeError(f"{where}: file {str(path)!r} has {size} bytes, over {max_bytes}.")

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from ._redact import redact
 from .errors import EmptyMessagesError, InvalidMessageError, UnknownContentPartError, UnsupportedInputError
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, image_sha256, load_image
 
@@ -84,7 +85,7 @@ def _normalize_part(part: Any, where: str, max_pixels: int, max_bytes: int) -> d
     if isinstance(part, str):
         return {"type": "text", "text": part}
     if not isinstance(part, dict) or "type" not in part:
-        raise InvalidMessageError(f"{where}: a content part must be a dict with a 'type', got {part!r:.80}.")
+        raise InvalidMessageError(f"{where}: a content part must be a dict with a 'type', got {redact(repr(part))[:80]}.")
     kind = part["type"]
     if kind == "text":
         text = part.get("text")

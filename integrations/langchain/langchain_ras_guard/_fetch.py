@@ -4,7 +4,9 @@ The core never fetches URLs; this module does, under limits:
 
 * **Bytes**: downloads are streamed and stop as soon as they exceed the limit (``Content-Length`` is checked
   first; compressed responses are refused, so the limit counts what is stored).
-* **Time**: one deadline per image covers DNS, every attempt, every redirect and the body.
+* **Time**: one wall-clock deadline per image covers DNS, connect, TLS, status line, headers, every attempt,
+  every redirect and the body (:mod:`._deadline`: every socket operation is capped at the time left, and a
+  watchdog shuts the sockets down when it passes, so a server dribbling its headers cannot hold the fetch).
 * **Addresses**: before any request, the host is resolved with :func:`socket.getaddrinfo` and EVERY address is
   checked with :mod:`ipaddress`; loopback, private, link-local, multicast, reserved, unspecified, shared
   (CGNAT) and other non-global addresses are refused with :class:`~ras_guard.errors.UnsafeURLError`, including
@@ -15,11 +17,14 @@ The core never fetches URLs; this module does, under limits:
   hostname (httpcore's ``sni_hostname`` extension). A second DNS answer can therefore never be used.
   Environment proxies are ignored (``trust_env=False``) so the check cannot be bypassed through a proxy.
 
-Hosts in ``allowed_hosts`` (exact names, ``*.suffix`` wildcards, IP literals or CIDR networks) skip the
-address check; ``allow_private=True`` skips it for every host.
+Hosts in ``allowed_hosts`` (exact names, ``*.suffix`` wildcards, IP literals or CIDR networks, optionally with
+``:PORT``; see :mod:`._allow`) skip the address check; every redirect hop is matched again, port included.
+Entries that cannot be parsed raise :class:`~ras_guard.errors.AllowedHostsError` when the policy is built.
+``allow_private=True`` skips the check for every host. URLs in error messages are redacted (credentials and
+query values masked, :mod:`ras_guard._redact`).
 
 Example:
-    >>> policy = FetchPolicy(allowed_hosts=("127.0.0.1",))
+    >>> policy = FetchPolicy(allowed_hosts=("127.0.0.1:8080",))
     >>> blocked_reason(ipaddress.ip_address("169.254.169.254"))
     'link-local'
 """
@@ -27,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import threading
 import time
@@ -37,12 +41,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from ras_guard._redact import redact, redact_url
 from ras_guard.errors import (
     ImageFetchError,
     ImageTooLargeError,
     UnsafeURLError,
 )
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from ._allow import AllowEntry, _literal, parse_allowed_hosts
+from ._deadline import Deadline, DeadlineTransport
 
 __all__ = ["FetchPolicy", "ImageFetcher", "blocked_reason", "ip_literal", "system_resolver"]
 
@@ -67,11 +75,12 @@ class FetchPolicy:
 
     Attributes:
         allowed_hosts: Hosts exempt from the address check: names (``images.internal``), wildcards
-            (``*.corp.example``), IP literals or CIDR networks (``10.0.0.0/8``).
+            (``*.corp.example``), IP literals or CIDR networks (``10.0.0.0/8``), each optionally with
+            ``:PORT`` (``127.0.0.1:8080``, ``[::1]:8443``): then only that port matches.
         allow_private: Skip the address check for every host (only for fully trusted input).
         max_bytes: Largest accepted encoded image.
         max_pixels: Largest accepted width * height, read from the header.
-        timeout: Seconds for one image, DNS, retries, redirects and body included.
+        timeout: Wall-clock seconds for one image: DNS, connect, headers, retries, redirects and body.
         max_redirects: Redirect hops followed (each one re-checked).
         max_retries: Extra attempts after a connection error or an HTTP 5xx.
         resolver: Name resolution function (``socket.getaddrinfo`` by default).
@@ -87,6 +96,12 @@ class FetchPolicy:
     max_retries: int = 2
     resolver: Resolver = field(default=system_resolver, compare=False)
     transport: httpx.BaseTransport | None = field(default=None, compare=False)
+    entries: tuple[AllowEntry, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Parse ``allowed_hosts`` now, so a bad entry fails at configuration time."""
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+        object.__setattr__(self, "entries", parse_allowed_hosts(self.allowed_hosts))
 
 
 def blocked_reason(ip: IPAddress) -> str | None:
@@ -132,48 +147,23 @@ def ip_literal(host: str) -> IPAddress | None:
         >>> str(ip_literal("2130706433")), str(ip_literal("0x7f.1")), str(ip_literal("[::1]"))
         ('127.0.0.1', '127.0.0.1', '::1')
     """
-    h = host.strip().strip("[]").rstrip(".")
-    try:
-        return ipaddress.ip_address(h)
-    except ValueError:
-        pass
-    # inet_aton accepts what browsers and libc resolvers accept: 127.1, 2130706433, 0x7f000001, 0177.0.0.1.
-    if re.fullmatch(r"(0[xX][0-9a-fA-F]*|[0-9]+)(\.(0[xX][0-9a-fA-F]*|[0-9]+)){0,3}", h):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(h))
-        except OSError:
-            return None
-    return None
+    return _literal(host.strip().strip("[]").rstrip("."))
 
 
-def _host_allowed(host: str, addresses: Sequence[IPAddress], policy: FetchPolicy) -> bool:
-    if policy.allow_private:
-        return True
-    name = host.lower().strip("[]").rstrip(".")
-    for entry in policy.allowed_hosts:
-        e = entry.lower().strip().strip("[]").rstrip(".")
-        if not e:
-            continue
-        if "/" in e:
-            try:
-                net = ipaddress.ip_network(e, strict=False)
-            except ValueError:
-                continue
-            if addresses and all(a in net for a in addresses):
-                return True
-        elif e.startswith("*."):
-            if name.endswith(e[1:]) and name != e[2:]:
-                return True
-        elif name == e or (ip_literal(e) is not None and ip_literal(e) == ip_literal(name)):
-            return True
-    return False
+def _host_allowed(host: str, port: int, addresses: Sequence[IPAddress], policy: FetchPolicy) -> bool:
+    return policy.allow_private or any(e.matches(host, port, addresses) for e in policy.entries)
+
+
+def _show(url: str) -> str:
+    """A URL as error messages quote it: credentials and query values masked, at most 100 characters."""
+    return repr(redact_url(url, limit=100))
 
 
 def _remaining(deadline: float, what: str, url: str) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
         raise ImageFetchError(
-            f"fetching {url!r} timed out during {what}; raise image_timeout if the host is slow."
+            f"fetching {_show(url)} timed out during {what}; raise image_timeout if the host is slow."
         )
     return left
 
@@ -196,12 +186,11 @@ def _resolve(host: str, port: int, policy: FetchPolicy, deadline: float, url: st
     thread.start()
     thread.join(_remaining(deadline, "DNS resolution", url))
     if thread.is_alive():
-        raise ImageFetchError(f"resolving {host!r} for {url!r} timed out.")
+        raise ImageFetchError(f"resolving {host!r} for {_show(url)} timed out.")
     if "error" in found:
         if isinstance(found["error"], OSError):
-            raise ImageFetchError(f"cannot resolve {host!r} for {url!r}: {found['error']}.") from found[
-                "error"
-            ]
+            error = found["error"]
+            raise ImageFetchError(f"cannot resolve {host!r} for {_show(url)}: {error}.") from error
         raise found["error"]
     raw = found["addresses"]
     out: list[IPAddress] = []
@@ -226,15 +215,15 @@ def _parse(url: str) -> httpx.URL:
             pass
         legacy = ip_literal(host) if host else None
         if legacy is not None and (reason := blocked_reason(legacy)):
-            raise UnsafeURLError(f"image URL {url[:100]!r} names {legacy} ({reason}); refused.") from exc
-        raise ImageFetchError(f"invalid image URL {url[:100]!r}: {exc}") from exc
+            raise UnsafeURLError(f"image URL {_show(url)} names {legacy} ({reason}); refused.") from None
+        raise ImageFetchError(f"invalid image URL {_show(url)}: {redact(exc)}") from None
     if parsed.scheme not in ("http", "https"):
         raise UnsafeURLError(
-            f"image URL scheme {parsed.scheme!r} is not allowed ({url[:100]!r}); use http(s), a data: URI "
+            f"image URL scheme {parsed.scheme!r} is not allowed ({_show(url)}); use http(s), a data: URI "
             "or base64."
         )
     if not parsed.host:
-        raise ImageFetchError(f"image URL {url[:100]!r} has no host.")
+        raise ImageFetchError(f"image URL {_show(url)} has no host.")
     return parsed
 
 
@@ -272,13 +261,17 @@ class ImageFetcher:
         parsed = _parse(url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         addresses = _resolve(parsed.host, port, self.policy, deadline, url)
-        if not _host_allowed(parsed.host, addresses, self.policy):
+        host = parsed.raw_host.decode("ascii", "replace")
+        if not _host_allowed(host, port, addresses, self.policy):
             for a in addresses:
                 if reason := blocked_reason(a):
+                    listed = ", ".join(map(str, self.policy.entries))
                     raise UnsafeURLError(
-                        f"image URL {url[:100]!r} resolves to {a} ({reason}); requests to internal "
-                        "addresses are refused. If you trust this host, add it to allowed_hosts (or set "
-                        "allow_private_urls=True)."
+                        f"image URL {_show(url)} resolves to {a} ({reason}); requests to internal "
+                        "addresses are refused"
+                        + (f" ({host}:{port} matches no allowed_hosts entry of {listed})" if listed else "")
+                        + ". If you trust this host, add it to allowed_hosts (host or host:port) or set "
+                        "allow_private_urls=True."
                     )
         return parsed, addresses[0]
 
@@ -291,28 +284,32 @@ class ImageFetcher:
             ImageFetchError: Network error, bad status, timeout, too many redirects.
         """
         p = self.policy
-        deadline = time.monotonic() + p.timeout
+        with Deadline(p.timeout) as deadline:
+            return self._fetch(url, deadline)
+
+    def _fetch(self, url: str, deadline: Deadline) -> bytes:
+        p = self.policy
         current = url
         for _hop in range(p.max_redirects + 1):
-            parsed, ip = self.check(current, deadline)
+            parsed, ip = self.check(current, deadline.at)
             status, location, body = self._get_with_retries(parsed, ip, deadline, url)
             if status in _REDIRECTS:
                 if not location:
                     raise ImageFetchError(
-                        f"{current[:100]!r} answered HTTP {status} without a Location header."
+                        f"{_show(current)} answered HTTP {status} without a Location header."
                     )
                 current = str(parsed.join(location))
                 continue
             if status != 200:
-                raise ImageFetchError(f"fetching {current[:100]!r} failed with HTTP {status}.")
+                raise ImageFetchError(f"fetching {_show(current)} failed with HTTP {status}.")
             return body
-        raise ImageFetchError(f"{url[:100]!r} redirected more than {p.max_redirects} times.")
+        raise ImageFetchError(f"{_show(url)} redirected more than {p.max_redirects} times.")
 
     def _get_with_retries(
-        self, parsed: httpx.URL, ip: IPAddress, deadline: float, original: str
+        self, parsed: httpx.URL, ip: IPAddress, deadline: Deadline, original: str
     ) -> tuple[int, str | None, bytes]:
         def out_of_time(_state: RetryCallState) -> None:  # raises instead of sleeping past the deadline
-            _remaining(deadline, "retries", original)
+            _remaining(deadline.at, "retries", original)
 
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
@@ -326,18 +323,21 @@ class ImageFetcher:
                 with attempt:
                     return self._get_once(parsed, ip, deadline, original)
         except _Retryable as exc:
-            raise ImageFetchError(f"fetching {original[:100]!r} failed with HTTP {exc.status}.") from exc
-        except httpx.TimeoutException as exc:
-            raise ImageFetchError(f"fetching {original[:100]!r} timed out: {exc!r}.") from exc
+            raise ImageFetchError(f"fetching {_show(original)} failed with HTTP {exc.status}.") from exc
         except httpx.HTTPError as exc:
-            raise ImageFetchError(f"fetching {original[:100]!r} failed: {exc!r}.") from exc
+            if isinstance(exc, httpx.TimeoutException) or deadline.expired or deadline.left() <= 0:
+                raise ImageFetchError(
+                    f"fetching {_show(original)} timed out after {self.policy.timeout:g} s (image_timeout "
+                    f"covers connect, headers and body): {redact(repr(exc))}."
+                ) from None
+            raise ImageFetchError(f"fetching {_show(original)} failed: {redact(repr(exc))}.") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _get_once(
-        self, parsed: httpx.URL, ip: IPAddress, deadline: float, original: str
+        self, parsed: httpx.URL, ip: IPAddress, deadline: Deadline, original: str
     ) -> tuple[int, str | None, bytes]:
         p = self.policy
-        left = _remaining(deadline, "connect", original)
+        left = _remaining(deadline.at, "connect", original)
         pinned = parsed.copy_with(host=str(ip))  # connect to the checked address, never re-resolve
         headers = {
             "Host": parsed.netloc.decode("ascii"),
@@ -349,7 +349,7 @@ class ImageFetcher:
         if parsed.scheme == "https" and ip_literal(parsed.host) is None:
             extensions["sni_hostname"] = parsed.host
         client = httpx.Client(
-            transport=p.transport,
+            transport=p.transport or DeadlineTransport(deadline),
             timeout=httpx.Timeout(min(left, p.timeout)),
             follow_redirects=False,
             trust_env=False,
@@ -362,12 +362,12 @@ class ImageFetcher:
             encoding = resp.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise ImageFetchError(
-                    f"{original[:100]!r} answered with Content-Encoding {encoding!r}; refused."
+                    f"{_show(original)} answered with Content-Encoding {encoding!r}; refused."
                 )
             declared = resp.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > p.max_bytes:
                 raise ImageTooLargeError(
-                    f"{original[:100]!r} declares {declared} bytes, over the limit of {p.max_bytes} bytes "
+                    f"{_show(original)} declares {declared} bytes, over the limit of {p.max_bytes} bytes "
                     "(max_image_bytes)."
                 )
             buf = bytearray()
@@ -375,8 +375,8 @@ class ImageFetcher:
                 buf.extend(chunk)
                 if len(buf) > p.max_bytes:
                     raise ImageTooLargeError(
-                        f"{original[:100]!r} sent more than {p.max_bytes} bytes (max_image_bytes); "
+                        f"{_show(original)} sent more than {p.max_bytes} bytes (max_image_bytes); "
                         "stopped reading."
                     )
-                _remaining(deadline, "download", original)
+                _remaining(deadline.at, "download", original)
             return 200, None, bytes(buf)

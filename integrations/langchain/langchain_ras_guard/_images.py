@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from PIL import Image
+from ras_guard._redact import redact_url
 from ras_guard.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -132,7 +133,7 @@ def decode_data_uri(uri: str, max_bytes: int, where: str = "image") -> bytes:
     """
     head, sep, payload = uri.partition(",")
     if not sep or not head.lower().startswith("data:"):
-        raise InvalidMessageError(f"{where}: malformed data URI {uri[:60]!r}.")
+        raise InvalidMessageError(f"{where}: malformed data URI {redact_url(uri, limit=60)!r}.")
     params = [p.strip().lower() for p in head[5:].split(";")]
     mime = params[0] if params and params[0] else "text/plain"
     if mime and not mime.startswith("image/") and mime != "application/octet-stream":

@@ -21,6 +21,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
+from ras_guard._redact import redact
 
 from .chat_models import RAS_EVENT
 
@@ -144,7 +145,7 @@ class RiskLoggingCallbackHandler(BaseCallbackHandler):
             run.get("ras") or {},
             None,
             time.monotonic() - run["start"],
-            error=f"{type(error).__name__}: {str(error)[:300]}",
+            error=f"{type(error).__name__}: {redact(error)[:300]}",
         )
 
     # ---------------------------------------------------------------- output

@@ -24,12 +24,13 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
 from ras_guard.errors import InvalidMessageError, ModelLoadError, ToolCallingNotSupportedError
 from typing_extensions import Self, override
 
 from . import _runs
+from ._allow import parse_allowed_hosts
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
@@ -116,7 +117,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     refusal_message: str = "I can't help with that request."
     """Text of the refusal block returned when a request is blocked."""
     allowed_hosts: list[str] = Field(default_factory=list)
-    """Image URL hosts exempt from the private-address check (names, ``*.suffix``, IPs, CIDR networks)."""
+    """Image URL hosts exempt from the private-address check (names, ``*.suffix``, IPs, CIDR networks; with
+    ``:PORT`` only that port); an entry that cannot be parsed raises at construction."""
     allow_private_urls: bool = False
     """Fetch image URLs that resolve to loopback/private/link-local addresses (trusted input only)."""
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
@@ -125,6 +127,13 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     """Seconds allowed to fetch one image URL (DNS, retries, redirects and body)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``)."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        """Refuse unparsable entries now (``AllowedHostsError``), not at the first image URL."""
+        parse_allowed_hosts(value)
+        return value
 
     @model_validator(mode="after")
     def _load(self) -> Self:

@@ -27,6 +27,7 @@ __all__ = [
     "InvalidMessageError",
     "ModelLoadError",
     "RASGuardError",
+    "ResponseFormatError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
     "UnsafeURLError",
@@ -96,3 +97,7 @@ class GenerationError(RASGuardError):
 
 class ToolCallingNotSupportedError(RASGuardError):
     """The model's chat template does not render tools."""
+
+
+class ResponseFormatError(InvalidMessageError):
+    """A ``response_format`` (structured output) is malformed, unsupported, or cannot be compiled."""

@@ -2,7 +2,7 @@
 
 ``RASGuard.generate(..., response_format=...)`` (also ``generate_batch`` and ``stream``) takes:
 
-* ``{"type": "json_object"}``: any JSON value (xgrammar's built-in JSON grammar);
+* ``{"type": "json_object"}``: any JSON object (as OpenAI's JSON mode: an object, not any JSON value);
 * ``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}`` (the OpenAI form), or
   ``{"type": "json_schema", "schema": {...}}``, or a pydantic model class: JSON valid against the schema.
 
@@ -135,10 +135,8 @@ class GrammarConstraint:
         self.format = parse_response_format(response_format)
         compiler, self.info = _compiler(backend)
         try:
-            if self.format.kind == "json_object":
-                self.compiled = compiler.compile_builtin_json_grammar()
-            else:
-                self.compiled = compiler.compile_json_schema(json.dumps(self.format.schema), strict_mode=True)
+            schema = self.format.schema if self.format.kind == "json_schema" else {"type": "object"}
+            self.compiled = compiler.compile_json_schema(json.dumps(schema), strict_mode=True)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise ResponseFormatError(f"cannot compile the response_format schema: {exc}") from exc
         self._vocab = list(self.info.decoded_vocab)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import pytest
@@ -60,8 +61,24 @@ def test_openai_forms_and_sampling(guard: RASGuard) -> None:
         BENIGN, max_new_tokens=40, response_format=Person, do_sample=True, temperature=1.5
     )
     Person.model_validate_json(sampled.text)
-    free = guard.generate(BREAD, max_new_tokens=60, response_format={"type": "json_object"})
-    assert free.text.startswith(("{", "[")) and "<" not in free.text  # special tokens are masked
+    weather = [{"role": "user", "content": "What is the weather like?"}]
+    free = guard.generate(weather, max_new_tokens=60, response_format={"type": "json_object"})
+    assert isinstance(json.loads(free.text), dict) and free.finish_reason == "stop"
+
+
+def test_special_tokens_are_masked(guard: RASGuard) -> None:
+    import torch
+
+    from ras_guard.constrained import GrammarConstraint
+
+    proc = GrammarConstraint(guard.backend, {"type": "json_object"}).processor(prompt_length=1)
+    tok = guard.backend.tokenizer
+    brace, quote, image = (tok.convert_tokens_to_ids(t) for t in ("{", '"', "<image>"))
+    scores = torch.zeros(1, 482)
+    proc(torch.tensor([[0]]), scores.clone())
+    proc(torch.tensor([[0, brace]]), scores.clone())
+    out = proc(torch.tensor([[0, brace, quote]]), scores.clone())  # inside a key: words allowed, <image> not
+    assert out[0, image] == float("-inf") and torch.isfinite(out[0, tok.convert_tokens_to_ids("bread")])
 
 
 def test_given_risk_above_the_floor_is_refused_and_monitor_risk_answers(guard: RASGuard) -> None:

@@ -11,9 +11,10 @@ Methods:
 
 Fail closed: a request whose risk would steer the answer is refused instead of constrained (a grammar would
 mask the refusal steering asks for), and ``policy="block"`` refuses above its threshold; both come back as a
-standard ``refusal`` block, which LangChain's parsers turn into :class:`langchain_core.exceptions.ModelRefusalError`
-(returned as ``parsing_error`` with ``include_raw=True``). An answer cut by ``max_tokens`` before the JSON is
-complete raises ``OutputParserException``.
+standard ``refusal`` block, which LangChain's parsers turn into
+:class:`langchain_core.exceptions.ModelRefusalError` (returned as ``parsing_error`` with
+``include_raw=True``). An answer cut by ``max_tokens`` before the JSON is complete raises
+``OutputParserException``.
 
 Example:
     >>> normalize_method(None)

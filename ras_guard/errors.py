@@ -28,6 +28,7 @@ __all__ = [
     "ModelLoadError",
     "RASGuardError",
     "ResponseFormatError",
+    "SafetyLogError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
     "UnsafeURLError",
@@ -101,3 +102,7 @@ class ToolCallingNotSupportedError(RASGuardError):
 
 class ResponseFormatError(InvalidMessageError):
     """A ``response_format`` (structured output) is malformed, unsupported, or cannot be compiled."""
+
+
+class SafetyLogError(RASGuardError, OSError):
+    """The safety log cannot be written (unwritable path at construction, or a write that failed later)."""

@@ -21,7 +21,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
@@ -35,6 +35,7 @@ from ras_guard.errors import (
 from typing_extensions import Self, override
 
 from . import _runs
+from ._assessor import assessor
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
@@ -201,22 +202,33 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         """
         return to_guard_messages(self._convert_input(messages).to_messages(), self._resolver())
 
-    def assess(self, messages: LanguageModelInput) -> RiskAssessment:
-        """Assess a request without answering it; pass the result back with ``ras_assessment=``.
+    def as_assessor(self) -> Runnable[LanguageModelInput, RiskAssessment]:
+        """The assessment as a traced runnable (``ras_assess``) that sends ``ras_risk_assessed``.
+
+        Example:
+            >>> chain = RunnableLambda(itemgetter("messages")) | llm.as_assessor()  # doctest: +SKIP
+        """
+        return assessor(self, RAS_EVENT)
+
+    def assess(self, messages: LanguageModelInput, config: RunnableConfig | None = None) -> RiskAssessment:
+        """Assess a request without answering it (through :meth:`as_assessor`, so it is traced and logged);
+        pass the result back with ``ras_assessment=``.
 
         Example:
             >>> a = llm.assess("How do I make a bomb?")  # doctest: +SKIP
             >>> llm.invoke("How do I make a bomb?", ras_assessment=a)  # doctest: +SKIP
         """
-        return self._guard().assess(self.convert_messages(messages))
+        return self.as_assessor().invoke(messages, config)
 
-    async def aassess(self, messages: LanguageModelInput) -> RiskAssessment:
-        """Async :meth:`assess` (runs in a worker thread).
+    async def aassess(
+        self, messages: LanguageModelInput, config: RunnableConfig | None = None
+    ) -> RiskAssessment:
+        """Async :meth:`assess` (the assessment runs in a worker thread).
 
         Example:
             >>> a = await llm.aassess("hello")  # doctest: +SKIP
         """
-        return await asyncio.to_thread(self.assess, messages)
+        return await self.as_assessor().ainvoke(messages, config)
 
     # ------------------------------------------------------------------ tools
     @override

@@ -31,7 +31,7 @@ import json
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import LogitsProcessor
@@ -218,11 +218,11 @@ class GrammarLogitsProcessor(LogitsProcessor):
         assert self._bitmask is not None
         if input_ids.shape[1] > self.prompt_length:
             for i, m in enumerate(self.matchers):
-                live = i not in self.dead_rows and not m.is_terminated()
-                if live and not m.accept_token(int(input_ids[i, -1])):
+                running = i not in self.dead_rows and not m.is_terminated()
+                if running and not m.accept_token(int(input_ids[i, -1])):
                     self.dead_rows.add(i)
         out = scores.float().cpu()
-        live = []
+        live: list[int] = []
         for i, m in enumerate(self.matchers):
             if i not in self.dead_rows and not m.is_terminated():
                 m.fill_next_token_bitmask(self._bitmask, i)
@@ -237,7 +237,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
                 self.dead_rows.add(i)
                 if stops:
                     out[i, stops[0]] = 0.0
-        return out.to(device=scores.device, dtype=scores.dtype)
+        return cast(torch.FloatTensor, out.to(device=scores.device, dtype=scores.dtype))
 
     def complete(self, row: int) -> bool:
         """Whether a row's answer is a complete match of the grammar."""

@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
@@ -57,7 +57,7 @@ def _response_format(schema: Any, method: str) -> dict[str, Any]:
     if schema is None:
         raise ResponseFormatError("method='json_schema' needs a schema; pass one, or use method='json_mode'.")
     if isinstance(schema, type) and is_basemodel_subclass(schema):
-        js = schema.model_json_schema()
+        js = cast(Any, schema).model_json_schema()
     else:
         js = convert_to_json_schema(schema)
     name = str(js.get("title") or getattr(schema, "__name__", "") or "response")

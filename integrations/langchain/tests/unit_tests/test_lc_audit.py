@@ -113,6 +113,21 @@ def test_cache_hits_are_marked_not_logged_as_fresh(tmp_path: Path) -> None:
     assert cached["cached"] is True and cached["guard_tokens"] == 0 and cached["risk"] == fresh["risk"]
 
 
+async def test_fresh_calls_of_every_kind_are_not_marked_cached(tmp_path: Path) -> None:
+    llm = RASGuardedChatModel(guard=FakeGuard())
+    log = RiskLoggingCallbackHandler(tmp_path / "f.jsonl")
+    cfg: Any = {"callbacks": [log]}
+    llm.invoke("hi", config=cfg)
+    list(llm.stream("hi", config=cfg))
+    llm.batch(["hi", BOMB], config=cfg)
+    await llm.ainvoke("hi", config=cfg)
+    [c async for c in llm.astream("hi", config=cfg)]
+    await llm.abatch(["hi", BOMB], config=cfg)
+    log.close()
+    lines = _lines(tmp_path / "f.jsonl")
+    assert len(lines) == 8 and not any("cached" in x for x in lines)
+
+
 def test_lines_go_through_the_named_logger(tmp_path: Path) -> None:
     records: list[logging.LogRecord] = []
 

@@ -43,8 +43,9 @@ def escalate(x: dict) -> AIMessage:
     )
 
 
+# as_assessor(): a traced runnable that sends ras_risk_assessed, so the escalated request is in the safety log
 router = RunnablePassthrough.assign(
-    assessment=RunnableLambda(lambda x: llm.assess(x["messages"]))
+    assessment=RunnableLambda(lambda x: x["messages"]) | llm.as_assessor()
 ) | RunnableBranch(
     (lambda x: x["assessment"].risk >= ESCALATE_AT, RunnableLambda(escalate)),
     RunnableLambda(lambda x: llm.invoke(x["messages"], ras_assessment=x["assessment"])),

@@ -29,6 +29,8 @@ __all__ = [
     "InvalidMessageError",
     "ModelLoadError",
     "RASGuardError",
+    "ResponseFormatError",
+    "SafetyLogError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
     "UnsafeURLError",
@@ -106,3 +108,9 @@ class AllowedHostsError(RASGuardError, ValueError):
 
 class CalibrationIntegrityError(CalibrationError):
     """A calibration's content does not hash to its ``calibration_id`` (edited, truncated or from another tool)."""
+class ResponseFormatError(InvalidMessageError):
+    """A ``response_format`` (structured output) is malformed, unsupported, or cannot be compiled."""
+
+
+class SafetyLogError(RASGuardError, OSError):
+    """The safety log cannot be written (unwritable path at construction, or a write that failed later)."""

@@ -30,6 +30,7 @@ from .backends.base import Backend
 from .backends.hf import HFBackend
 from .calibration import Calibration
 from .config import RASConfig
+from .constrained import REFUSAL, GrammarConstraint, make_constraint
 from .errors import CalibrationError, InvalidMessageError
 from .messages import Conversation, normalize_messages
 from .reformulate import caption_messages, reformulated_text
@@ -244,6 +245,7 @@ class RASGuard:
         assessment: RiskAssessment | None = None,
         stop: list[str] | None = None,
         tools: list[dict] | None = None,
+        response_format: Any = None,
         **generation_kwargs: Any,
     ) -> GuardedGeneration:
         """Answer the original request, steering its first N tokens by the assessed risk.
@@ -255,6 +257,9 @@ class RASGuard:
             assessment: Reuse an assessment computed earlier for these messages.
             stop: Stop strings; the answer is cut before the first one.
             tools: JSON-schema tool definitions rendered by the chat template.
+            response_format: Constrain the answer to JSON (``{"type": "json_object"}``) or to a JSON schema
+                (``{"type": "json_schema", "json_schema": {"schema": {...}}}`` or a pydantic class); a row whose
+                risk would steer it is refused instead (``finish_reason="refusal"``). See :mod:`ras_guard.constrained`.
             **generation_kwargs: Passed to ``model.generate`` (``do_sample``, ``temperature``...).
 
         Example:
@@ -263,7 +268,8 @@ class RASGuard:
         """
         return self.generate_batch(
             [messages], max_new_tokens=max_new_tokens, risks=None if risk is None else [risk],
-            assessments=None if assessment is None else [assessment], stop=stop, tools=tools, **generation_kwargs,
+            assessments=None if assessment is None else [assessment], stop=stop, tools=tools,
+            response_format=response_format, **generation_kwargs,
         )[0]
 
     def _resolve_assessments(
@@ -316,6 +322,7 @@ class RASGuard:
         *,
         max_new_tokens: int,
         speculative: bool,
+        constraint: GrammarConstraint | None = None,
     ) -> tuple[list[RiskAssessment], list[_AnswerCall], dict[int, tuple[list[int], int]], float]:
         """Assess (sharing the prompt prefix with the answer) and lay out the answer calls still to run.
 
@@ -329,7 +336,7 @@ class RASGuard:
         done: dict[int, tuple[list[int], int]] = {}
         spec_s = 0.0
         if risks is None and assessments is None:
-            spec = speculative and speculative_allowed(self, generation_kwargs, None)
+            spec = speculative and constraint is None and speculative_allowed(self, generation_kwargs, None)
             session = Session(self, convs, answer=AnswerSpec(max_new_tokens, tools, dict(generation_kwargs), spec))
             found = self._assess(convs, session=session)
             t0 = time.perf_counter()
@@ -338,6 +345,8 @@ class RASGuard:
         else:
             found = self._resolve_assessments(convs, risks, assessments)
         rest = [i for i in range(len(convs)) if i not in done]
+        if constraint is not None:  # fail closed: a row that would be steered is refused, not constrained
+            rest = [i for i in rest if not self.config.risk_floor <= found[i].risk > 0.0]
         cached = [i for i in rest if session is not None and session.answer_cacheable(i)]
         laid_out: list[tuple[list[int], Any, dict[str, Any]]] = []
         if cached:
@@ -352,6 +361,8 @@ class RASGuard:
         for idx, inputs, extra in laid_out:
             values = [found[i].risk for i in idx]
             processors, kwargs = self._steering(values, int(inputs["input_ids"].shape[1]), generation_kwargs)
+            if constraint is not None:
+                processors, kwargs = constraint.add_to(processors, kwargs, int(inputs["input_ids"].shape[1]))
             steered = [bool(processors) and r >= self.config.risk_floor and r > 0.0 for r in values]
             calls.append(_AnswerCall(idx, inputs, processors, {**kwargs, **extra}, steered))
         return found, calls, done, spec_s
@@ -365,6 +376,7 @@ class RASGuard:
         assessments: Sequence[RiskAssessment] | None = None,
         stop: list[str] | None = None,
         tools: list[dict] | None = None,
+        response_format: Any = None,
         **generation_kwargs: Any,
     ) -> list[GuardedGeneration]:
         """Answer several requests in one batch, each steered by its own risk.
@@ -374,12 +386,15 @@ class RASGuard:
             >>> [o.steered for o in outs]  # doctest: +SKIP
             [False, True]
         """
+        constraint = make_constraint(self.backend, response_format, stop)
         found, calls, done, spec_s = self._prepare(
             batch, risks, assessments, tools, generation_kwargs, max_new_tokens=max_new_tokens,
-            speculative=not stop,
+            speculative=not stop, constraint=constraint,
         )
         floor = self.config.risk_floor
         rows: dict[int, tuple[list[int], str, int, bool, float]] = {}
+        if constraint is not None:
+            rows.update({i: ([], REFUSAL, 0, True, 0.0) for i, a in enumerate(found) if floor <= a.risk > 0.0})
         for i, (ids, prompt) in done.items():
             kept, reason = self.backend.trim(torch.tensor(ids[:max_new_tokens], dtype=torch.long))
             rows[i] = (kept, reason, prompt, found[i].risk >= floor and found[i].risk > 0.0, spec_s)
@@ -401,7 +416,7 @@ class RASGuard:
         outs = []
         for i, a in enumerate(found):
             ids, reason, prompt, steered, answer_s = rows[i]
-            text, stopped = cut_at_stop(self.backend.decode(ids), stop)
+            text, stopped = cut_at_stop(constraint.decode(ids) if constraint else self.backend.decode(ids), stop)
             outs.append(
                 GuardedGeneration(
                     text=text,
@@ -424,6 +439,7 @@ class RASGuard:
         assessment: RiskAssessment | None = None,
         stop: list[str] | None = None,
         tools: list[dict] | None = None,
+        response_format: Any = None,
         **generation_kwargs: Any,
     ) -> GuardedStream:
         """Start a guarded answer and stream its text; the assessment is ready before this returns.
@@ -432,13 +448,17 @@ class RASGuard:
             >>> s = guard.stream(msgs, max_new_tokens=64)  # doctest: +SKIP
             >>> print(s.assessment.risk); print("".join(s))  # doctest: +SKIP
         """
+        constraint = make_constraint(self.backend, response_format, stop)
         found, calls, _, _ = self._prepare(
             [messages], None if risk is None else [risk], None if assessment is None else [assessment], tools,
-            generation_kwargs, max_new_tokens=max_new_tokens, speculative=False,
+            generation_kwargs, max_new_tokens=max_new_tokens, speculative=False, constraint=constraint,
         )
+        if not calls:  # refused under a grammar
+            return GuardedStream.finished(self.backend, found[0], REFUSAL)
         call = calls[0]
         return GuardedStream(
-            self.backend, call.inputs, found[0], call.steered[0], call.processors, max_new_tokens, stop, call.kwargs
+            self.backend, call.inputs, found[0], call.steered[0], call.processors, max_new_tokens, stop, call.kwargs,
+            decoder=constraint,
         )
 
 

@@ -48,6 +48,7 @@ class GuardedStream:
         stop: list[str] | None,
         kwargs: dict[str, Any],
         timeout: float | None = 600.0,
+        decoder: Any = None,
     ) -> None:
         self.assessment = assessment
         self.steered = steered
@@ -56,7 +57,7 @@ class GuardedStream:
         self._stop = [s for s in (stop or []) if s]
         self._cancel = threading.Event()
         self._streamer = TextIteratorStreamer(
-            backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout
+            decoder if decoder is not None else backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout
         )
         self._error: BaseException | None = None
         self._ended = False  # the streamer's end signal has been consumed
@@ -80,6 +81,22 @@ class GuardedStream:
         self._thread = threading.Thread(target=_run, name="ras-guard-stream", daemon=True)
         self._thread.start()
         self._iter = self._pieces()
+
+    @classmethod
+    def finished(cls, backend: Backend, assessment: RiskAssessment, finish_reason: str) -> GuardedStream:
+        """A stream that generates nothing (a refused row): no pieces, ``result`` ready at once."""
+        self = cls.__new__(cls)
+        self.assessment, self.steered, self._backend, self._stop = assessment, True, backend, []
+        self._cancel, self._ended, self._error = threading.Event(), True, None
+        self._thread = threading.Thread(target=lambda: None)
+        self._thread.start()
+        self.result = GuardedGeneration(
+            text="", token_ids=[], assessment=assessment, steered=True,
+            usage=Usage(0, 0, assessment.guard_tokens), finish_reason=finish_reason,
+            timings={f"assess_{k}": v for k, v in assessment.timings.items()},
+        )
+        self._iter = iter(())
+        return self
 
     def __iter__(self) -> Iterator[str]:
         return self._iter

@@ -99,7 +99,8 @@ class GuardedGeneration:
         assessment: The risk assessment that decided the steering.
         steered: Whether steering was applied (risk at or above the floor).
         usage: Token counts.
-        finish_reason: ``"stop"`` (EOS or stop string) or ``"length"``.
+        finish_reason: ``"stop"`` (EOS or stop string), ``"length"``, or ``"refusal"`` (a ``response_format``
+            request whose risk would steer it: nothing generated, see :mod:`ras_guard.constrained`).
         timings: Seconds per stage, the answer pass included.
     """
 

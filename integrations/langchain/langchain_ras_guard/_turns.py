@@ -50,16 +50,21 @@ class Turn:
     forced: str | None = None
 
     # ------------------------------------------------------------------ whole messages
-    def refusal_message(self) -> AIMessage:
-        """The answer of a blocked request: a standard refusal block, nothing generated."""
+    def refusal_message(self, gen: GuardedGeneration | None = None) -> AIMessage:
+        """A standard refusal block, nothing generated: a blocked request, or ``gen`` refused by a grammar."""
+        ras = dict(self.ras)
+        if gen is not None:
+            ras.update(decision=gen.decision.value, timings=dict(gen.timings))
         return AIMessage(
             content=[{"type": "refusal", "refusal": self.refusal}],
             usage_metadata=_NO_USAGE,
-            response_metadata={"model_name": self.model_name, "finish_reason": "refusal", "ras": self.ras},
+            response_metadata={"model_name": self.model_name, "finish_reason": "refusal", "ras": ras},
         )
 
     def answer_message(self, gen: GuardedGeneration) -> AIMessage:
-        """The answer of a generated request, tool calls parsed."""
+        """The answer of a generated request, tool calls parsed (refused under a grammar: a refusal)."""
+        if gen.finish_reason == "refusal":
+            return self.refusal_message(gen)
         parsed = self.parse(gen.text)
         ras = {**self.ras, "timings": dict(gen.timings), "guard_tokens": gen.usage.guard_tokens}
         if self.policy != "monitor":
@@ -105,6 +110,14 @@ class Turn:
             )
             return ChatGenerationChunk(message=msg)
         calls = tail.tool_calls if tail else []
+        if result.finish_reason == "refusal":  # refused under a grammar
+            msg = AIMessageChunk(
+                content=[{"type": "refusal", "refusal": self.refusal}],
+                usage_metadata=_NO_USAGE,
+                response_metadata={"model_name": self.model_name, "finish_reason": "refusal"},
+                chunk_position="last",
+            )
+            return ChatGenerationChunk(message=msg)
         msg = AIMessageChunk(
             content=tail.text if tail else "",
             tool_call_chunks=tool_call_chunks(tail) if tail else [],  # type: ignore[arg-type]

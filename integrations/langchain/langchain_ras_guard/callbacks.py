@@ -8,9 +8,7 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import logging.handlers
 import os
 import threading
 import time
@@ -23,6 +21,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 from ras_guard._redact import redact
 
+from ._safety_log import SAFETY_LOGGER, SafetyLogSink
 from .chat_models import RAS_EVENT
 
 __all__ = ["RiskLoggingCallbackHandler"]
@@ -38,43 +37,51 @@ def _first_message(response: LLMResult) -> Any:
 
 
 class RiskLoggingCallbackHandler(BaseCallbackHandler):
-    """Writes one JSON line per guarded chat-model call to a size-rotated file.
+    """Writes one JSON line per guarded chat-model call to the ``ras_guard.safety`` logger and a rotated file.
 
     A line holds: ``time`` (UTC, ISO 8601), ``run_id``, ``parent_run_id``, ``model``, ``risk``,
     ``similarity``, ``decision`` (``answered`` / ``steered`` / ``blocked``, or ``error``), ``policy``,
     ``risk_given``, ``calibration_id``, ``image_sha256`` (hashes of the decoded images, never image data),
     ``guard_tokens``, ``input_tokens`` / ``output_tokens``, ``latency_s`` and, for failed calls, ``error``.
-    Calls of other chat models are not logged; a risk event sent without a chat-model run (e.g. a request
-    blocked by :class:`~langchain_ras_guard.RASGuardMiddleware`) is logged on its own line.
+    Calls of other chat models are not logged; a risk event sent without a chat-model run (a request the
+    middleware blocks or hands to another model, an assessment by ``llm.as_assessor()``) is logged on its own
+    line with ``source``. A call answered from LangChain's LLM cache is logged with ``"cached": true`` and
+    ``guard_tokens`` 0: no assessment ran, the risk fields are those of the cached answer.
+
+    Each line goes to the stdlib logger ``ras_guard.safety`` (INFO; ``record.ras`` holds the dict), so
+    ``logging.config.dictConfig`` routes it, and, with ``path``, to a size-rotated file. An unwritable
+    ``path`` raises :class:`~ras_guard.errors.SafetyLogError` here; a write that fails later raises it from
+    the guarded call (``raise_error`` is set), so no line is lost without an error the application sees.
 
     Safe for concurrent calls (a lock guards the per-run state; the file handler has its own lock) and for
     async runs (LangChain runs this sync handler in a worker thread).
 
     Args:
-        path: Log file (folders are created).
+        path: Log file (folders are created); None: the logger only.
         max_bytes: Rotate when the file would exceed this size; 0 never rotates.
         backup_count: Rotated files kept (``path.1`` ... ``path.N``).
         include_visual_context: Also log the one-sentence visual context (it describes user images).
+        logger: Logger or logger name the lines go to (default ``"ras_guard.safety"``); None: the file only.
 
     Example:
         >>> handler = RiskLoggingCallbackHandler("logs/safety.jsonl", max_bytes=1_000_000)  # doctest: +SKIP
     """
 
+    raise_error = True
+    """A log line that cannot be written fails the call instead of vanishing (fail closed)."""
+
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         *,
         max_bytes: int = 10 * 1024 * 1024,
         backup_count: int = 5,
         include_visual_context: bool = False,
+        logger: str | logging.Logger | None = SAFETY_LOGGER,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path) if path is not None else None
         self.include_visual_context = include_visual_context
-        self._file = logging.handlers.RotatingFileHandler(
-            self.path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
-        )
-        self._file.setFormatter(logging.Formatter("%(message)s"))
+        self._sink = SafetyLogSink(path, max_bytes=max_bytes, backup_count=backup_count, logger=logger)
         self._lock = threading.Lock()
         self._runs: dict[UUID, dict[str, Any]] = {}
 
@@ -129,8 +136,10 @@ class RiskLoggingCallbackHandler(BaseCallbackHandler):
         message = _first_message(response)
         meta = getattr(message, "response_metadata", None) or {}
         ras: dict[str, Any] = meta["ras"] if isinstance(meta.get("ras"), dict) else run.get("ras") or {}
+        cached = "ras" not in run and bool(ras)  # every fresh call sends its event before answering
         self._write(
-            run_id, run, ras, getattr(message, "usage_metadata", None), time.monotonic() - run["start"]
+            run_id, run, ras, getattr(message, "usage_metadata", None), time.monotonic() - run["start"],
+            cached=cached,
         )
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -157,6 +166,7 @@ class RiskLoggingCallbackHandler(BaseCallbackHandler):
         usage: dict[str, Any] | None,
         latency: float | None,
         error: str | None = None,
+        cached: bool = False,
     ) -> None:
         parent = (run or {}).get("parent_run_id")
         line: dict[str, Any] = {
@@ -180,14 +190,15 @@ class RiskLoggingCallbackHandler(BaseCallbackHandler):
             line["visual_context"] = ras.get("visual_context")
         if run is None:
             line["source"] = ras.get("source", "event")
+        if cached:  # answered from LangChain's cache: no assessment ran for this call
+            line.update(cached=True, guard_tokens=0)
         if error:
             line["error"] = error
-        record = logging.makeLogRecord({"msg": json.dumps(line, ensure_ascii=False), "levelno": logging.INFO})
-        self._file.handle(record)
+        self._sink.emit(line)
 
     def close(self) -> None:
         """Flush and close the log file."""
-        self._file.close()
+        self._sink.close()
 
     def __enter__(self) -> RiskLoggingCallbackHandler:
         return self

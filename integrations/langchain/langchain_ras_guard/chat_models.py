@@ -21,20 +21,27 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
-from ras_guard.errors import InvalidMessageError, ModelLoadError, ToolCallingNotSupportedError
+from ras_guard.errors import (
+    InvalidMessageError,
+    ModelLoadError,
+    ResponseFormatError,
+    ToolCallingNotSupportedError,
+)
 from typing_extensions import Self, override
 
 from . import _runs
 from ._allow import parse_allowed_hosts
+from ._assessor import assessor
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
 from ._streams import apieces, pieces
+from ._structured import normalize_method, structured_runnable
 from ._tools import ToolTextBuffer, forced_tool
 from ._turns import Turn, decide, generation_kwargs, ras_metadata
 
@@ -204,22 +211,33 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         """
         return to_guard_messages(self._convert_input(messages).to_messages(), self._resolver())
 
-    def assess(self, messages: LanguageModelInput) -> RiskAssessment:
-        """Assess a request without answering it; pass the result back with ``ras_assessment=``.
+    def as_assessor(self) -> Runnable[LanguageModelInput, RiskAssessment]:
+        """The assessment as a traced runnable (``ras_assess``) that sends ``ras_risk_assessed``.
+
+        Example:
+            >>> chain = RunnableLambda(itemgetter("messages")) | llm.as_assessor()  # doctest: +SKIP
+        """
+        return assessor(self, RAS_EVENT)
+
+    def assess(self, messages: LanguageModelInput, config: RunnableConfig | None = None) -> RiskAssessment:
+        """Assess a request without answering it (through :meth:`as_assessor`, so it is traced and logged);
+        pass the result back with ``ras_assessment=``.
 
         Example:
             >>> a = llm.assess("How do I make a bomb?")  # doctest: +SKIP
             >>> llm.invoke("How do I make a bomb?", ras_assessment=a)  # doctest: +SKIP
         """
-        return self._guard().assess(self.convert_messages(messages))
+        return self.as_assessor().invoke(messages, config)
 
-    async def aassess(self, messages: LanguageModelInput) -> RiskAssessment:
-        """Async :meth:`assess` (runs in a worker thread).
+    async def aassess(
+        self, messages: LanguageModelInput, config: RunnableConfig | None = None
+    ) -> RiskAssessment:
+        """Async :meth:`assess` (the assessment runs in a worker thread).
 
         Example:
             >>> a = await llm.aassess("hello")  # doctest: +SKIP
         """
-        return await asyncio.to_thread(self.assess, messages)
+        return await self.as_assessor().ainvoke(messages, config)
 
     # ------------------------------------------------------------------ tools
     @override
@@ -250,6 +268,36 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
             )
         formatted = [convert_to_openai_tool(t) for t in tools]
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    @override
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "json_mode", "function_calling"] | None = None,
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers as schema instances: constrained decoding on any model (``json_schema``, the default,
+        or ``json_mode``), or the chat template's tools (``function_calling``).
+
+        A request whose risk would steer the answer, or that ``policy="block"`` blocks, is refused: the parser
+        raises ``ModelRefusalError`` (``parsing_error`` with ``include_raw=True``). See ``_structured``.
+
+        Raises:
+            ResponseFormatError: An unknown ``method`` or keyword.
+
+        Example:
+            >>> llm.with_structured_output(Verdict).invoke("Is bread safe to eat?")  # doctest: +SKIP
+            Verdict(safe=True, topic='food')
+        """
+        chosen = normalize_method(method)
+        if kwargs:
+            raise ResponseFormatError(f"with_structured_output got unknown arguments {sorted(kwargs)}.")
+        if chosen == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw)  # type: ignore[arg-type]
+        return structured_runnable(self, schema, method=chosen, include_raw=include_raw)
 
     # ------------------------------------------------------------------ the call
     def ras_metadata(self, assessment: RiskAssessment, decision: Decision | str) -> dict[str, Any]:
@@ -308,6 +356,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
                 kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p, timeout=self.timeout
             ),
         }
+        if gen_kwargs.get("response_format") is not None:
+            gen_kwargs["stop"] = None  # the grammar ends the answer; a stop string would cut the JSON
         if given is not None:
             if not 0.0 <= float(given) <= 1.0:
                 raise InvalidMessageError(f"ras_risk must lie in [0, 1], got {given!r}.")

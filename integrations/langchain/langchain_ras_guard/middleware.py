@@ -127,6 +127,13 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
             return request  # the agent's model is another one: it assesses (or not) by itself
         return request.override(model_settings={**request.model_settings, "ras_assessment": assessment})
 
+    def _model_logs(self, request: ModelRequest[Any], guarded: RASGuardedChatModel) -> bool:
+        """Whether the answering model is the guarded one (its own run then sends the event, is logged)."""
+        model: Any = request.model
+        while isinstance(model, RunnableBinding):
+            model = model.bound
+        return self.guard_model is None or self.guard_model is model
+
     @staticmethod
     def _final_record(response: Any, record: dict[str, Any]) -> dict[str, Any]:
         result = getattr(response, "result", None) or []
@@ -150,14 +157,15 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
     ) -> ExtendedModelResponse[Any]:
         """Assess, then refuse or call the model (sync agents)."""
         guarded = self._guarded(request)
-        assessment = guarded.assess(self._messages(request))
+        assessment = guarded._guard().assess(guarded.convert_messages(self._messages(request)))
         blocked = assessment.risk >= self.threshold
         record = self._record(guarded, assessment, blocked)
-        if blocked:
+        if blocked or not self._model_logs(request, guarded):
             try:
                 dispatch_custom_event(RAS_EVENT, record)
             except RuntimeError:  # no enclosing run (hook called outside an agent)
                 pass
+        if blocked:
             return self._with_state(self._refusal(guarded, record), record)
         response = handler(self._pass_assessment(request, guarded, assessment))
         return self._with_state(response, self._final_record(response, record))
@@ -169,14 +177,16 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
     ) -> ExtendedModelResponse[Any]:
         """Assess (in a worker thread), then refuse or call the model (async agents)."""
         guarded = self._guarded(request)
-        assessment = await asyncio.to_thread(guarded.assess, self._messages(request))
+        converted = await asyncio.to_thread(guarded.convert_messages, self._messages(request))
+        assessment = await asyncio.to_thread(guarded._guard().assess, converted)
         blocked = assessment.risk >= self.threshold
         record = self._record(guarded, assessment, blocked)
-        if blocked:
+        if blocked or not self._model_logs(request, guarded):
             try:
                 await adispatch_custom_event(RAS_EVENT, record)
             except RuntimeError:
                 pass
+        if blocked:
             return self._with_state(self._refusal(guarded, record), record)
         response = await handler(self._pass_assessment(request, guarded, assessment))
         return self._with_state(response, self._final_record(response, record))

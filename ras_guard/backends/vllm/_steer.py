@@ -62,7 +62,7 @@ class RequestSteering:
 
 def _unit_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}; send e.g. {{\"{name}\": 0.7}}.")
+        raise ValueError(f'{name} must be a number in [0, 1], got {value!r}; send e.g. {{"{name}": 0.7}}.')
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
     return float(value)
@@ -150,7 +150,7 @@ def calibration_dir(vllm_config: Any) -> str:
     if not path:
         raise ValueError(
             f"the RAS steering processor needs a ras-guard calibration: pass --additional-config "
-            f"'{{\"{CALIBRATION_KEY}\": \"DIR\"}}' or set {CALIBRATION_ENV}=DIR."
+            f'\'{{"{CALIBRATION_KEY}": "DIR"}}\' or set {CALIBRATION_ENV}=DIR.'
         )
     return str(path)
 

@@ -86,17 +86,23 @@ class VLLMEngine:
         loader = AutoProcessor if self.is_multimodal else AutoTokenizer
         self.processor = loader.from_pretrained(self.folder, local_files_only=True)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.softcap: float | None = getattr(config.get_text_config(), "final_logit_softcapping", None) or None
+        self.softcap: float | None = (
+            getattr(config.get_text_config(), "final_logit_softcapping", None) or None
+        )
         try:
             eos = GenerationConfig.from_pretrained(self.folder, local_files_only=True).eos_token_id
         except OSError:
             eos = None
         eos = eos if eos is not None else self.tokenizer.eos_token_id
-        self.eos_token_ids: set[int] = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        self.eos_token_ids: set[int] = set(
+            eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
+        )
         self.name = str(model_path)
 
     @classmethod
-    def from_pretrained(cls, model_path: str | Path, calibration_dir: str | Path, **engine_args: Any) -> VLLMEngine:
+    def from_pretrained(
+        cls, model_path: str | Path, calibration_dir: str | Path, **engine_args: Any
+    ) -> VLLMEngine:
         """Build ``vllm.LLM(model_path, ...)`` with the steering processor and the calibration.
 
         Args:
@@ -109,7 +115,9 @@ class VLLMEngine:
         extra = dict(engine_args.pop("additional_config", None) or {})
         extra[CALIBRATION_KEY] = str(Path(calibration_dir).resolve())
         procs = [*engine_args.pop("logits_processors", []), RASSteeringV1]
-        llm = LLM(str(model_path), logits_processors=procs, max_logprobs=-1, additional_config=extra, **engine_args)
+        llm = LLM(
+            str(model_path), logits_processors=procs, max_logprobs=-1, additional_config=extra, **engine_args
+        )
         return cls(llm, model_path)
 
     def fingerprint(self) -> ModelFingerprint:
@@ -125,13 +133,19 @@ class VLLMEngine:
                     _flatten_text(conversation), add_generation_prompt=True, tokenize=True, return_dict=True
                 )["input_ids"]
                 return {"prompt_token_ids": list(ids)}, None
-            text = self.processor.apply_chat_template([conversation], add_generation_prompt=True, tokenize=False)
+            text = self.processor.apply_chat_template(
+                [conversation], add_generation_prompt=True, tokenize=False
+            )
         except InvalidMessageError:
             raise
         except Exception as exc:  # templates raise jinja/ValueError/TypeError on bad input
-            raise InvalidMessageError(f"the chat template of {self.name} rejected the messages: {exc}") from exc
+            raise InvalidMessageError(
+                f"the chat template of {self.name} rejected the messages: {exc}"
+            ) from exc
         text = text[0] if isinstance(text, list) else text
-        images = [p["image"] for m in conversation for p in m.get("content") or [] if p.get("type") == "image"]
+        images = [
+            p["image"] for m in conversation for p in m.get("content") or [] if p.get("type") == "image"
+        ]
         prompt: dict[str, Any] = {"prompt": text}
         if images:
             prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
@@ -148,7 +162,9 @@ class VLLMEngine:
         outs: list[Any] = [None] * len(prompts)
         for key, rows in groups.items():
             res = self.llm.generate(
-                [prompts[i] for i in rows], [params[i] for i in rows], use_tqdm=False,
+                [prompts[i] for i in rows],
+                [params[i] for i in rows],
+                use_tqdm=False,
                 tokenization_kwargs=None if key is None else dict(key),
             )
             for i, r in zip(rows, res):
@@ -191,7 +207,9 @@ class VLLMEngine:
         base = {"temperature": 0.0, **sampling, "max_tokens": max_tokens, "detokenize": False}
         base["stop_token_ids"] = sorted(set(base.get("stop_token_ids") or []) | self.eos_token_ids)
         params = [
-            SamplingParams(**base, extra_args=None if r is None else {RISK_ARG: float(r), FLOOR_ARG: float(floor)})
+            SamplingParams(
+                **base, extra_args=None if r is None else {RISK_ARG: float(r), FLOOR_ARG: float(floor)}
+            )
             for r in risks
         ]
         return [self._trim(o, max_tokens) for o in self._run(conversations, params)]
@@ -207,7 +225,11 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         sp = SamplingParams(
-            temperature=0.0, max_tokens=num_steps, min_tokens=num_steps, logprobs=-1, flat_logprobs=True,
+            temperature=0.0,
+            max_tokens=num_steps,
+            min_tokens=num_steps,
+            logprobs=-1,
+            flat_logprobs=True,
             detokenize=False,
         )
         outs = self._run(conversations, [sp] * len(conversations))
@@ -217,7 +239,9 @@ class VLLMEngine:
             dense = torch.full((num_steps, self.vocab_size), float("-inf"))
             for n in range(num_steps):
                 s, e = lp.start_indices[n], lp.end_indices[n]
-                dense[n, torch.tensor(lp.token_ids[s:e])] = torch.tensor(lp.logprobs[s:e], dtype=torch.float32)
+                dense[n, torch.tensor(lp.token_ids[s:e])] = torch.tensor(
+                    lp.logprobs[s:e], dtype=torch.float32
+                )
             rows.append(dense)
             tokens.append(list(out.outputs[0].token_ids))
         logprobs = torch.stack(rows) if rows else torch.empty(0, num_steps, self.vocab_size)

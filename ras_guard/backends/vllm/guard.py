@@ -50,7 +50,9 @@ class VLLMGuard:
         CalibrationError: The engine's steering processor uses a different calibration.
     """
 
-    def __init__(self, engine: VLLMEngine, calibration: Calibration | str | Path, config: RASConfig | None = None):
+    def __init__(
+        self, engine: VLLMEngine, calibration: Calibration | str | Path, config: RASConfig | None = None
+    ):
         if isinstance(calibration, (str, Path)):
             calibration = Calibration.load(calibration)
         self.engine = engine
@@ -58,7 +60,10 @@ class VLLMGuard:
         calibration.check_compatible(engine.fingerprint(), self.config)
         extra = engine.llm.llm_engine.vllm_config.additional_config or {}
         steering_dir = extra.get(CALIBRATION_KEY) if isinstance(extra, dict) else None
-        if steering_dir is None or Calibration.load(steering_dir).calibration_id != calibration.calibration_id:
+        if (
+            steering_dir is None
+            or Calibration.load(steering_dir).calibration_id != calibration.calibration_id
+        ):
             raise CalibrationError(
                 f"the engine's steering processor uses calibration {steering_dir!r}, not {calibration.calibration_id}; "
                 "build the engine with VLLMGuard.from_pretrained or VLLMEngine.from_pretrained(path, same_folder)."
@@ -68,7 +73,12 @@ class VLLMGuard:
 
     @classmethod
     def from_pretrained(
-        cls, model_path: str | Path, calibration: str | Path, *, config: RASConfig | None = None, **engine_args: Any
+        cls,
+        model_path: str | Path,
+        calibration: str | Path,
+        *,
+        config: RASConfig | None = None,
+        **engine_args: Any,
     ) -> VLLMGuard:
         """Start a vLLM engine on a checkpoint with the steering processor and the calibration folder.
 
@@ -88,7 +98,9 @@ class VLLMGuard:
     def normalize(self, messages: Messages) -> Conversation:
         """Validate messages and decode their images under this guard's limits."""
         return normalize_messages(
-            messages, max_pixels=self.config.max_image_pixels, max_bytes=self.config.max_image_bytes,
+            messages,
+            max_pixels=self.config.max_image_pixels,
+            max_bytes=self.config.max_image_bytes,
             allow_images=self.engine.is_multimodal,
         )
 
@@ -134,19 +146,23 @@ class VLLMGuard:
         out = []
         for i, (conv, s) in enumerate(zip(convs, sims)):
             if not math.isfinite(s):
-                raise CalibrationError(f"similarity is {s} for request {i}; the model produced non-finite logits.")
-            out.append(RiskAssessment(
-                risk=risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha),
-                similarity=float(s),
-                visual_context=contexts[i],
-                reformulated_prompt=texts[i],
-                risk_tokens=self.engine.decode(tokens[i]),
-                timings=dict(timings),
-                calibration_id=cal.calibration_id,
-                image_sha256=conv.image_hashes,
-                cached_caption=from_cache[i] and bool(conv.last_user_image_hashes()),
-                guard_tokens=prompt[i] + n + (caption_tokens if i == 0 else 0),
-            ))
+                raise CalibrationError(
+                    f"similarity is {s} for request {i}; the model produced non-finite logits."
+                )
+            out.append(
+                RiskAssessment(
+                    risk=risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha),
+                    similarity=float(s),
+                    visual_context=contexts[i],
+                    reformulated_prompt=texts[i],
+                    risk_tokens=self.engine.decode(tokens[i]),
+                    timings=dict(timings),
+                    calibration_id=cal.calibration_id,
+                    image_sha256=conv.image_hashes,
+                    cached_caption=from_cache[i] and bool(conv.last_user_image_hashes()),
+                    guard_tokens=prompt[i] + n + (caption_tokens if i == 0 else 0),
+                )
+            )
         return out
 
     def assess(self, messages: Messages) -> RiskAssessment:
@@ -159,18 +175,31 @@ class VLLMGuard:
 
     # ----------------------------------------------------------------- stage 3
     def _resolve(
-        self, convs: Sequence[Conversation], risks: Sequence[float] | None,
+        self,
+        convs: Sequence[Conversation],
+        risks: Sequence[float] | None,
         assessments: Sequence[RiskAssessment] | None,
     ) -> list[RiskAssessment]:
         if risks is not None:
             if len(risks) != len(convs):
-                raise InvalidMessageError(f"got {len(risks)} risks for {len(convs)} requests; pass one per request.")
+                raise InvalidMessageError(
+                    f"got {len(risks)} risks for {len(convs)} requests; pass one per request."
+                )
             bad = [r for r in risks if isinstance(r, bool) or not 0.0 <= float(r) <= 1.0]
             if bad:
                 raise InvalidMessageError(f"risk must lie in [0, 1], got {bad[0]!r}.")
-            return [RiskAssessment(risk=float(r), similarity=float("nan"), visual_context="", reformulated_prompt="",
-                                   calibration_id=self.calibration.calibration_id, image_sha256=c.image_hashes,
-                                   given=True) for r, c in zip(risks, convs)]
+            return [
+                RiskAssessment(
+                    risk=float(r),
+                    similarity=float("nan"),
+                    visual_context="",
+                    reformulated_prompt="",
+                    calibration_id=self.calibration.calibration_id,
+                    image_sha256=c.image_hashes,
+                    given=True,
+                )
+                for r, c in zip(risks, convs)
+            ]
         if assessments is not None:
             if len(assessments) != len(convs):
                 raise InvalidMessageError(f"got {len(assessments)} assessments for {len(convs)} requests.")
@@ -178,8 +207,13 @@ class VLLMGuard:
         return self._assess(convs)
 
     def generate(
-        self, messages: Messages, *, max_new_tokens: int = 256, risk: float | None = None,
-        assessment: RiskAssessment | None = None, **sampling: Any,
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int = 256,
+        risk: float | None = None,
+        assessment: RiskAssessment | None = None,
+        **sampling: Any,
     ) -> GuardedGeneration:
         """Answer the original request, steering its first N tokens by the assessed risk.
 
@@ -191,13 +225,21 @@ class VLLMGuard:
             **sampling: ``vllm.SamplingParams`` fields (``temperature``, ``top_p``, ``seed``...); greedy by default.
         """
         return self.generate_batch(
-            [messages], max_new_tokens=max_new_tokens, risks=None if risk is None else [risk],
-            assessments=None if assessment is None else [assessment], **sampling,
+            [messages],
+            max_new_tokens=max_new_tokens,
+            risks=None if risk is None else [risk],
+            assessments=None if assessment is None else [assessment],
+            **sampling,
         )[0]
 
     def generate_batch(
-        self, batch: Sequence[Messages], *, max_new_tokens: int = 256, risks: Sequence[float] | None = None,
-        assessments: Sequence[RiskAssessment] | None = None, **sampling: Any,
+        self,
+        batch: Sequence[Messages],
+        *,
+        max_new_tokens: int = 256,
+        risks: Sequence[float] | None = None,
+        assessments: Sequence[RiskAssessment] | None = None,
+        **sampling: Any,
     ) -> list[GuardedGeneration]:
         """Assess and answer several requests; every row is steered by its own risk, in one engine call."""
         convs = [self.normalize(m) for m in batch]
@@ -205,7 +247,10 @@ class VLLMGuard:
         floor = self.config.risk_floor
         t0 = time.perf_counter()
         done = self.engine.complete(
-            [c.as_list() for c in convs], max_tokens=max_new_tokens, risks=[a.risk for a in found], floor=floor,
+            [c.as_list() for c in convs],
+            max_tokens=max_new_tokens,
+            risks=[a.risk for a in found],
+            floor=floor,
             **sampling,
         )
         answer_s = time.perf_counter() - t0

@@ -23,8 +23,13 @@ __all__ = ["VLLM_TINY_ARCHITECTURES", "build_vllm_tiny_model"]
 VLLM_TINY_ARCHITECTURES: tuple[str, ...] = ("llama", "llava")
 """Architectures :func:`build_vllm_tiny_model` can build."""
 
-_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
-         "head_dim": 32}
+_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+}
 
 
 def _llava_hf_layout(state: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +86,9 @@ def build_vllm_tiny_model(
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         for old in folder.glob("model*.safetensors*"):
             old.unlink()
-        save_file(_llava_hf_layout(_hf_keys(state)), str(folder / "model.safetensors"), metadata={"format": "pt"})
+        save_file(
+            _llava_hf_layout(_hf_keys(state)), str(folder / "model.safetensors"), metadata={"format": "pt"}
+        )
     return folder
 
 
@@ -90,11 +97,11 @@ def _hf_keys(state: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in state.items():
         if key.startswith("model.language_model."):
-            key = "language_model.model." + key[len("model.language_model."):]
+            key = "language_model.model." + key[len("model.language_model.") :]
         elif key.startswith("model.vision_tower."):
-            key = "vision_tower." + key[len("model.vision_tower."):]
+            key = "vision_tower." + key[len("model.vision_tower.") :]
         elif key.startswith("model.multi_modal_projector."):
-            key = "multi_modal_projector." + key[len("model.multi_modal_projector."):]
+            key = "multi_modal_projector." + key[len("model.multi_modal_projector.") :]
         elif key == "lm_head.weight":
             key = "language_model.lm_head.weight"
         out[key] = value

@@ -82,7 +82,9 @@ class RASSteeringV1(LogitsProcessor):
         if not self._rows:
             return logits
         n = self.table.num_steps
-        live = [(i, r, len(out)) for i, (r, out) in self._rows.items() if len(out) < n and i < logits.shape[0]]
+        live = [
+            (i, r, len(out)) for i, (r, out) in self._rows.items() if len(out) < n and i < logits.shape[0]
+        ]
         for i in [i for i, (_, out) in self._rows.items() if len(out) >= n]:
             del self._rows[i]  # past step N: never touched again
         if not live:
@@ -92,4 +94,3 @@ class RASSteeringV1(LogitsProcessor):
         risks = torch.tensor([r for _, r, _ in live], dtype=torch.float32, device=logits.device)
         logits[index] = self.table.mix(logits[index], steps, risks)
         return logits
-

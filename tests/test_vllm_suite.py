@@ -20,19 +20,32 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_vllm_suite_passes_in_the_vllm_environment() -> None:
     python = os.environ.get("RAS_GUARD_VLLM_PYTHON")
     if not python:
-        message = ("RAS_GUARD_VLLM_PYTHON is not set: run `bash scripts/setup_vllm_cpu.sh` and export "
-                   "RAS_GUARD_VLLM_PYTHON=$PWD/.venv-vllm/bin/python")
+        message = (
+            "RAS_GUARD_VLLM_PYTHON is not set: run `bash scripts/setup_vllm_cpu.sh` and export "
+            "RAS_GUARD_VLLM_PYTHON=$PWD/.venv-vllm/bin/python"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_HOST_IP": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_HOST_IP": "127.0.0.1",
+        "OMP_NUM_THREADS": "1",
+    }
     res = subprocess.run(
         [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests/vllm"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     tail = (res.stdout + res.stderr)[-6000:]
     assert res.returncode == 0, f"tests/vllm failed in {python}:\n{tail}"
     summary = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
     assert re.search(r"\d+ passed", summary), f"no vLLM test ran:\n{tail}"
-    assert "skipped" not in summary, f"vLLM tests were skipped in {python} (is vllm importable there?):\n{tail}"
+    assert "skipped" not in summary, (
+        f"vLLM tests were skipped in {python} (is vllm importable there?):\n{tail}"
+    )

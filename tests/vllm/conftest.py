@@ -1,8 +1,8 @@
 """Fixtures of the vLLM tests: tiny vLLM-loadable checkpoints, their calibrations, one engine per module.
 
 These tests run in an environment with vLLM (``scripts/setup_vllm_cpu.sh`` makes one on CPU); elsewhere every
-module skips (``pytest.importorskip("vllm.sampling_params")``: a bare ``vllm`` would
-find this folder as a namespace package when the real one is missing). The main suite runs them through ``tests/test_vllm_suite.py``.
+module skips (``pytest.importorskip("vllm.sampling_params")``: a bare ``vllm`` would find this folder as a
+namespace package when the real one is missing). The main suite runs them through ``tests/test_vllm_suite.py``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import os
 import pathlib
 from typing import Any
 
-__all__ = ["VLLM_TINY_ARCHITECTURES", "build_vllm_tiny_model"]
+__all__ = ["VLLM_TINY_ARCHITECTURES", "build_vllm_tiny_model", "save_llava_for_vllm"]
 
 VLLM_TINY_ARCHITECTURES: tuple[str, ...] = ("llama", "llava")
 """Architectures :func:`build_vllm_tiny_model` can build."""
@@ -63,7 +63,6 @@ def build_vllm_tiny_model(
     if arch not in VLLM_TINY_ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(VLLM_TINY_ARCHITECTURES)}")
     import torch
-    from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
     from ...testing import build_tiny_model
@@ -83,13 +82,24 @@ def build_vllm_tiny_model(
     model.save_pretrained(folder)
     (folder / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     if arch == "llava":
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        for old in folder.glob("model*.safetensors*"):
-            old.unlink()
-        save_file(
-            _llava_hf_layout(_hf_keys(state)), str(folder / "model.safetensors"), metadata={"format": "pt"}
-        )
+        save_llava_for_vllm(model, folder)
     return folder
+
+
+def save_llava_for_vllm(model: Any, folder: str | os.PathLike[str]) -> None:
+    """Rewrite the weights of a transformers 5 LLaVA in ``folder`` in the llava-hf key layout (vLLM loads it).
+
+    Args:
+        model: The ``LlavaForConditionalGeneration`` whose ``config.json`` is already in ``folder``.
+        folder: Its checkpoint folder; existing ``model*.safetensors*`` files are replaced by one file.
+    """
+    from safetensors.torch import save_file
+
+    root = pathlib.Path(folder)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for old in root.glob("model*.safetensors*"):
+        old.unlink()
+    save_file(_llava_hf_layout(_hf_keys(state)), str(root / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _hf_keys(state: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ __all__ = [
     "InvalidMessageError",
     "ModelLoadError",
     "RASGuardError",
+    "SteeringArgumentError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
     "UnsafeURLError",
@@ -96,3 +97,10 @@ class GenerationError(RASGuardError):
 
 class ToolCallingNotSupportedError(RASGuardError):
     """The model's chat template does not render tools."""
+
+
+class SteeringArgumentError(RASGuardError, ValueError):
+    """A request's steering arguments (``ras_risk``, ``ras_risk_floor`` in vLLM's ``extra_args``) are invalid.
+
+    A :class:`ValueError`, so vLLM answers HTTP 400.
+    """

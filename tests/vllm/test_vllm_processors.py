@@ -22,7 +22,7 @@ from ras_guard import Calibration  # noqa: E402
 from ras_guard.backends.vllm._steer import CALIBRATION_ENV, PrototypeTable, parse_request  # noqa: E402
 from ras_guard.backends.vllm.v1 import RASSteeringV1  # noqa: E402
 from ras_guard.backends.vllm.v2 import RASSteeringV2  # noqa: E402
-from ras_guard.errors import CalibrationMismatchError  # noqa: E402
+from ras_guard.errors import CalibrationError, CalibrationMismatchError, SteeringArgumentError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def _params(**extra):
 )
 def test_validate_params_refuses_bad_arguments(extra):
     for cls in (RASSteeringV1, RASSteeringV2):
-        with pytest.raises(ValueError, match="ras_"):
+        with pytest.raises(SteeringArgumentError, match="ras_"):
             cls.validate_params(_params(**extra))
 
 
@@ -77,7 +77,7 @@ def test_validate_params_accepts_good_arguments():
 
 def test_no_calibration_refuses_to_start(monkeypatch):
     monkeypatch.delenv(CALIBRATION_ENV, raising=False)
-    with pytest.raises(ValueError, match="RAS_GUARD_CALIBRATION"):
+    with pytest.raises(CalibrationError, match="RAS_GUARD_CALIBRATION"):
         RASSteeringV1(SimpleNamespace(additional_config={}, model_config=None), torch.device("cpu"), False)
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ...errors import CalibrationError, CalibrationMismatchError, SteeringArgumentError
+
 __all__ = [
     "CALIBRATION_ENV",
     "CALIBRATION_KEY",
@@ -62,9 +64,9 @@ class RequestSteering:
 
 def _unit_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise ValueError(f'{name} must be a number in [0, 1], got {value!r}; send e.g. {{"{name}": 0.7}}.')
+        raise SteeringArgumentError(f'{name} must be a number in [0, 1], got {value!r}; send e.g. {{"{name}": 0.7}}.')
     if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
+        raise SteeringArgumentError(f"{name} must be in [0, 1], got {value!r}.")
     return float(value)
 
 
@@ -72,8 +74,8 @@ def parse_request(extra_args: dict[str, Any] | None) -> RequestSteering | None:
     """Validate a request's ``extra_args``; None when it carries no risk.
 
     Raises:
-        ValueError: A risk or floor that is not a number in [0, 1], or an unknown ``ras_*`` key (vLLM turns it into
-            HTTP 400).
+        SteeringArgumentError: A risk or floor that is not a number in [0, 1], or an unknown ``ras_*`` key (a
+            ValueError: vLLM answers HTTP 400).
 
     Example:
         >>> parse_request({"ras_risk": 0.9}).steered
@@ -85,10 +87,10 @@ def parse_request(extra_args: dict[str, Any] | None) -> RequestSteering | None:
         return None
     unknown = sorted(k for k in extra_args if str(k).startswith("ras_") and k not in _KNOWN)
     if unknown:
-        raise ValueError(f"unknown ras-guard argument(s) {unknown}; known: {list(_KNOWN)}.")
+        raise SteeringArgumentError(f"unknown ras-guard argument(s) {unknown}; known: {list(_KNOWN)}.")
     if RISK_ARG not in extra_args:
         if FLOOR_ARG in extra_args:
-            raise ValueError(f"{FLOOR_ARG} was given without {RISK_ARG}; send both or neither.")
+            raise SteeringArgumentError(f"{FLOOR_ARG} was given without {RISK_ARG}; send both or neither.")
         return None
     risk = _unit_number(RISK_ARG, extra_args[RISK_ARG])
     floor = _unit_number(FLOOR_ARG, extra_args.get(FLOOR_ARG, DEFAULT_RISK_FLOOR))
@@ -142,13 +144,13 @@ def calibration_dir(vllm_config: Any) -> str:
     """The calibration folder: ``additional_config["ras_guard_calibration"]``, else ``$RAS_GUARD_CALIBRATION``.
 
     Raises:
-        ValueError: Neither is set.
+        CalibrationError: Neither is set.
     """
     extra = getattr(vllm_config, "additional_config", None) or {}
     path = extra.get(CALIBRATION_KEY) if isinstance(extra, dict) else None
     path = path or os.environ.get(CALIBRATION_ENV)
     if not path:
-        raise ValueError(
+        raise CalibrationError(
             f"the RAS steering processor needs a ras-guard calibration: pass --additional-config "
             f'\'{{"{CALIBRATION_KEY}": "DIR"}}\' or set {CALIBRATION_ENV}=DIR.'
         )
@@ -159,9 +161,8 @@ def load_table(vllm_config: Any, device: Any) -> PrototypeTable:
     """Load the calibration the engine was configured with and check it against the model's vocabulary.
 
     Raises:
-        ValueError: No calibration configured, or its vocabulary differs from the model's.
-        ras_guard.errors.CalibrationError: The folder is not a valid calibration.
-        ras_guard.errors.CalibrationMismatchError: It was made for another checkpoint.
+        CalibrationError: No calibration configured (or an invalid folder).
+        CalibrationMismatchError: It was made for another checkpoint, or another vocabulary.
     """
     from ...calibration import Calibration
     from ._fingerprint import check_engine_checkpoint
@@ -171,7 +172,7 @@ def load_table(vllm_config: Any, device: Any) -> PrototypeTable:
     model_config = getattr(vllm_config, "model_config", None)
     vocab = model_config.get_vocab_size() if model_config is not None else cal.prototype_logits.shape[1]
     if int(vocab) != int(cal.prototype_logits.shape[1]):
-        raise ValueError(
+        raise CalibrationMismatchError(
             f"calibration {cal.calibration_id} has vocabulary {cal.prototype_logits.shape[1]} but the model has "
             f"{vocab}: it was made for another model; fit one for this model with `ras-guard calibrate`."
         )

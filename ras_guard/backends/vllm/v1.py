@@ -40,7 +40,7 @@ class RASSteeringV1(LogitsProcessor):
         is_pin_memory: Unused.
 
     Raises:
-        ValueError: No calibration is configured, or it does not match the model.
+        CalibrationError: No calibration is configured, or it does not match the model.
     """
 
     def __init__(self, vllm_config: VllmConfig, device: torch.device, is_pin_memory: bool) -> None:

@@ -37,7 +37,7 @@ class RASSteeringV2(LogitsProcessor):
         req_states: The runner's per-slot buffers (``prompt_len`` is read).
 
     Raises:
-        ValueError: No calibration is configured, or it does not match the model.
+        CalibrationError: No calibration is configured, or it does not match the model.
     """
 
     def __init__(self, vllm_config: VllmConfig, req_states: LogitsProcRequestState) -> None:

@@ -49,3 +49,22 @@ def test_vllm_suite_passes_in_the_vllm_environment() -> None:
     assert "skipped" not in summary, (
         f"vLLM tests were skipped in {python} (is vllm importable there?):\n{tail}"
     )
+
+
+def test_vllm_names_say_how_to_install_without_vllm() -> None:
+    import importlib.util
+
+    from ras_guard.errors import ModelLoadError
+
+    try:
+        real = importlib.util.find_spec("vllm.sampling_params") is not None
+    except ImportError:
+        real = False
+    if real:
+        pytest.skip("vLLM is installed here; tests/vllm covers it")
+    import ras_guard.backends.vllm as backend
+
+    with pytest.raises(ModelLoadError, match=r"ras-guard\[vllm\]"):
+        backend.VLLMGuard  # noqa: B018
+    with pytest.raises(AttributeError):
+        backend.NoSuchThing  # noqa: B018

@@ -31,6 +31,7 @@ __all__ = [
     "RASGuardError",
     "ResponseFormatError",
     "SafetyLogError",
+    "SteeringArgumentError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
     "UnsafeURLError",
@@ -108,9 +109,18 @@ class AllowedHostsError(RASGuardError, ValueError):
 
 class CalibrationIntegrityError(CalibrationError):
     """A calibration's content does not hash to its ``calibration_id`` (edited, truncated or from another tool)."""
+
+
 class ResponseFormatError(InvalidMessageError):
     """A ``response_format`` (structured output) is malformed, unsupported, or cannot be compiled."""
 
 
 class SafetyLogError(RASGuardError, OSError):
     """The safety log cannot be written (unwritable path at construction, or a write that failed later)."""
+
+
+class SteeringArgumentError(RASGuardError, ValueError):
+    """A request's steering arguments (``ras_risk``, ``ras_risk_floor`` in vLLM's ``extra_args``) are invalid.
+
+    A :class:`ValueError`, so vLLM answers HTTP 400.
+    """

@@ -1,0 +1,248 @@
+"""A vLLM engine in RAS terms: greedy captions, first-N next-token distributions, steered answers.
+
+The conversation is rendered with the checkpoint's own processor (or tokenizer) exactly as the transformers
+backend renders it, and handed to ``vllm.LLM`` as a prompt plus its images (text-only models: as token ids), so
+both engines see the same prompt tokens. Stage 2 asks vLLM for the full-vocabulary log-probabilities of the first
+N greedy steps in-process (``logprobs=-1``, ``flat_logprobs=True``, ``detokenize=False``: no detokenization of
+every candidate). Stage 3 passes the risk in ``SamplingParams.extra_args`` to
+:class:`~ras_guard.backends.vllm.v1.RASSteeringV1`, which the engine is built with.
+
+Example:
+    >>> engine = VLLMEngine.from_pretrained("/models/llava-1.5-7b-hf", "cal/llava", dtype="bfloat16")  # doctest: +SKIP
+    >>> engine.captions([[{"role": "user", "content": [...]}]], max_tokens=40)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...errors import InvalidMessageError, ModelLoadError
+from ..base import ModelFingerprint
+from ._fingerprint import checkpoint_fingerprint, local_folder
+from ._steer import CALIBRATION_KEY, FLOOR_ARG, RISK_ARG
+from .v1 import RASSteeringV1
+
+__all__ = ["Completion", "VLLMEngine"]
+
+Conversation = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished request: its generated ids (cut at the first EOS), finish reason and prompt size."""
+
+    token_ids: list[int]
+    finish_reason: str
+    prompt_tokens: int
+
+
+def _flatten_text(messages: Conversation) -> Conversation:
+    out = []
+    for m in messages:
+        parts = m.get("content") or []
+        if any(p["type"] != "text" for p in parts):
+            raise InvalidMessageError("a text-only model got a non-text content part; remove the images.")
+        out.append({**m, "content": "\n".join(p["text"] for p in parts)})
+    return out
+
+
+class VLLMEngine:
+    """A ``vllm.LLM`` built with the RAS steering processor, plus the checkpoint's processor for rendering.
+
+    Args:
+        llm: A ``vllm.LLM`` created with ``logits_processors=[RASSteeringV1]``, ``max_logprobs=-1`` and a
+            calibration in ``additional_config`` (see :meth:`from_pretrained`).
+        model_path: The checkpoint folder (for the processor, the generation config and the fingerprint).
+
+    Raises:
+        ModelLoadError: The engine lacks the steering processor or full-vocabulary log-probabilities.
+    """
+
+    def __init__(self, llm: Any, model_path: str | Path) -> None:
+        model_config = llm.llm_engine.vllm_config.model_config
+        procs = list(model_config.logits_processors or [])
+        if not any(p is RASSteeringV1 or str(p).endswith(":RASSteeringV1") for p in procs):
+            raise ModelLoadError(
+                "the vLLM engine was built without the RAS steering processor: create it with "
+                "logits_processors=[RASSteeringV1] (or use VLLMEngine.from_pretrained)."
+            )
+        if model_config.max_logprobs != -1:
+            raise ModelLoadError(
+                f"the vLLM engine has max_logprobs={model_config.max_logprobs}; RAS scores the full vocabulary: "
+                "create it with max_logprobs=-1."
+            )
+        from transformers import AutoConfig, AutoProcessor, AutoTokenizer, GenerationConfig
+
+        self.llm = llm
+        self.vocab_size = int(model_config.get_vocab_size())
+        self.folder = local_folder(str(model_path))
+        config = AutoConfig.from_pretrained(self.folder, local_files_only=True)
+        self.is_multimodal = getattr(config, "vision_config", None) is not None
+        loader = AutoProcessor if self.is_multimodal else AutoTokenizer
+        self.processor = loader.from_pretrained(self.folder, local_files_only=True)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.softcap: float | None = (
+            getattr(config.get_text_config(), "final_logit_softcapping", None) or None
+        )
+        try:
+            eos = GenerationConfig.from_pretrained(self.folder, local_files_only=True).eos_token_id
+        except OSError:
+            eos = None
+        eos = eos if eos is not None else self.tokenizer.eos_token_id
+        self.eos_token_ids: set[int] = set(
+            eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
+        )
+        self.name = str(model_path)
+
+    @classmethod
+    def from_pretrained(
+        cls, model_path: str | Path, calibration_dir: str | Path, **engine_args: Any
+    ) -> VLLMEngine:
+        """Build ``vllm.LLM(model_path, ...)`` with the steering processor and the calibration.
+
+        Args:
+            model_path: Local checkpoint folder (or an already-downloaded hub id).
+            calibration_dir: A ras-guard calibration folder made for this checkpoint.
+            **engine_args: Passed to ``vllm.LLM`` (``dtype``, ``max_model_len``, ``tensor_parallel_size``...).
+        """
+        from vllm import LLM
+
+        extra = dict(engine_args.pop("additional_config", None) or {})
+        extra[CALIBRATION_KEY] = str(Path(calibration_dir).resolve())
+        procs = [*engine_args.pop("logits_processors", []), RASSteeringV1]
+        llm = LLM(
+            str(model_path), logits_processors=procs, max_logprobs=-1, additional_config=extra, **engine_args
+        )
+        return cls(llm, model_path)
+
+    def fingerprint(self) -> ModelFingerprint:
+        """The calibration fingerprint of the checkpoint, from its files."""
+        return checkpoint_fingerprint(self.folder)
+
+    # ----------------------------------------------------------------- prompts
+    def prompt(self, conversation: Conversation) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The vLLM prompt of one conversation (generation prompt added) and its tokenization kwargs."""
+        try:
+            if not self.is_multimodal:
+                ids = self.tokenizer.apply_chat_template(
+                    _flatten_text(conversation), add_generation_prompt=True, tokenize=True, return_dict=True
+                )["input_ids"]
+                return {"prompt_token_ids": list(ids)}, None
+            text = self.processor.apply_chat_template(
+                [conversation], add_generation_prompt=True, tokenize=False
+            )
+        except InvalidMessageError:
+            raise
+        except Exception as exc:  # templates raise jinja/ValueError/TypeError on bad input
+            raise InvalidMessageError(
+                f"the chat template of {self.name} rejected the messages: {exc}"
+            ) from exc
+        text = text[0] if isinstance(text, list) else text
+        images = [
+            p["image"] for m in conversation for p in m.get("content") or [] if p.get("type") == "image"
+        ]
+        prompt: dict[str, Any] = {"prompt": text}
+        if images:
+            prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+        bos = self.tokenizer.bos_token
+        # the processor tokenizes templated text without adding special tokens a second time
+        kwargs = {"add_special_tokens": False} if bos and text.startswith(bos) else None
+        return prompt, kwargs
+
+    def _run(self, conversations: Sequence[Conversation], params: Sequence[Any]) -> list[Any]:
+        prompts, kwargs = zip(*(self.prompt(c) for c in conversations)) if conversations else ((), ())
+        groups: dict[Any, list[int]] = {}
+        for i, kw in enumerate(kwargs):
+            groups.setdefault(None if kw is None else tuple(sorted(kw.items())), []).append(i)
+        outs: list[Any] = [None] * len(prompts)
+        for key, rows in groups.items():
+            res = self.llm.generate(
+                [prompts[i] for i in rows],
+                [params[i] for i in rows],
+                use_tqdm=False,
+                tokenization_kwargs=None if key is None else dict(key),
+            )
+            for i, r in zip(rows, res):
+                outs[i] = r
+        return outs
+
+    def _trim(self, out: Any, max_tokens: int) -> Completion:
+        ids = list(out.outputs[0].token_ids)
+        for i, t in enumerate(ids):
+            if t in self.eos_token_ids:
+                return Completion(ids[:i], "stop", len(out.prompt_token_ids))
+        return Completion(ids, "length" if len(ids) >= max_tokens else "stop", len(out.prompt_token_ids))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Token ids to text, special tokens skipped (the transformers backend's decoding)."""
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    # ----------------------------------------------------------------- the three passes
+    def complete(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        max_tokens: int,
+        risks: Sequence[float | None] | None = None,
+        floor: float = 0.05,
+        **sampling: Any,
+    ) -> list[Completion]:
+        """Generate for each conversation; rows with a risk are steered by the processor (greedy by default).
+
+        Args:
+            conversations: Rendered by the checkpoint's chat template.
+            max_tokens: Token limit per row.
+            risks: One risk per row, or None (no steering); a risk under ``floor`` leaves the row untouched.
+            floor: The risk floor sent with each risk.
+            **sampling: Other ``vllm.SamplingParams`` fields (``temperature`` defaults to 0, i.e. greedy).
+        """
+        from vllm import SamplingParams
+
+        risks = list(risks) if risks is not None else [None] * len(conversations)
+        base = {"temperature": 0.0, **sampling, "max_tokens": max_tokens, "detokenize": False}
+        base["stop_token_ids"] = sorted(set(base.get("stop_token_ids") or []) | self.eos_token_ids)
+        params = [
+            SamplingParams(
+                **base, extra_args=None if r is None else {RISK_ARG: float(r), FLOOR_ARG: float(floor)}
+            )
+            for r in risks
+        ]
+        return [self._trim(o, max_tokens) for o in self._run(conversations, params)]
+
+    def first_step_logprobs(
+        self, conversations: Sequence[Conversation], num_steps: int
+    ) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+        """Full-vocabulary log-probabilities of the first ``num_steps`` greedy steps (EOS suppressed).
+
+        Returns:
+            ``([B, N, V] float32 log-probabilities, the N greedy ids per row, prompt tokens per row)``.
+        """
+        from vllm import SamplingParams
+
+        sp = SamplingParams(
+            temperature=0.0,
+            max_tokens=num_steps,
+            min_tokens=num_steps,
+            logprobs=-1,
+            flat_logprobs=True,
+            detokenize=False,
+        )
+        outs = self._run(conversations, [sp] * len(conversations))
+        rows, tokens = [], []
+        for out in outs:
+            lp = out.outputs[0].logprobs
+            dense = torch.full((num_steps, self.vocab_size), float("-inf"))
+            for n in range(num_steps):
+                s, e = lp.start_indices[n], lp.end_indices[n]
+                dense[n, torch.tensor(lp.token_ids[s:e])] = torch.tensor(
+                    lp.logprobs[s:e], dtype=torch.float32
+                )
+            rows.append(dense)
+            tokens.append(list(out.outputs[0].token_ids))
+        logprobs = torch.stack(rows) if rows else torch.empty(0, num_steps, self.vocab_size)
+        return logprobs, tokens, [len(o.prompt_token_ids) for o in outs]

@@ -12,7 +12,8 @@ special token's string into that token, wherever it came from: a typed ``</s>`` 
    one across their junction get the same break;
 2. **verifies** the rendered prompt, fail-closed: the control tokens of the rendered conversation are counted
    against those of a skeleton of it (the same messages with the text stripped of the characters control strings
-   are made of), so any control token that comes from supplied text, whatever path made it (a normaliser,
+   are made of; skipped when no string holds such a character, as the skeleton is then the conversation itself),
+   so any control token that comes from supplied text, whatever path made it (a normaliser,
    template text joining supplied text), raises :class:`~ras_guard.errors.SpecialTokenError` naming it.
 
 Control strings are whatever the checkpoint declares: ``all_special_tokens``, added tokens marked special, added
@@ -57,6 +58,7 @@ class ControlTokens:
     ids: frozenset[int]
     _pattern: re.Pattern[str]
     _chars: str
+    _counter: Any = None  # a private copy of the fast tokenizer, unpadded (the shared one's settings change per call)
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any, processor: Any = None) -> ControlTokens:
@@ -79,7 +81,7 @@ class ControlTokens:
                 ids.add(tid)
         pattern = re.compile("|".join(re.escape(s) for s in strings)) if strings else re.compile(r"(?!x)x")
         chars = "".join(sorted({c for s in strings for c in s if not c.isalnum() and not c.isspace()}))
-        return cls(strings, frozenset(ids), pattern, chars)
+        return cls(strings, frozenset(ids), pattern, chars, _private_copy(tokenizer))
 
     # ------------------------------------------------------------------ neutralise
     def neutralise(self, text: str) -> str:
@@ -148,17 +150,27 @@ class ControlTokens:
             return type(value)(self._strip(v, key) for v in value)
         return value
 
+    def _touches(self, value: Any) -> bool:
+        """Whether any string in ``value`` (keys included) holds a character of a control string."""
+        if isinstance(value, str):
+            return any(c in value for c in self._chars + BREAK)
+        if isinstance(value, dict):
+            return any(self._touches(k) or self._touches(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return any(self._touches(v) for v in value)
+        return False
+
     def verify(self, tokenizer: Any, render: Render, convs: list[list[dict[str, Any]]], tools: Any) -> None:
         """Raise when rendering ``convs`` yields a control token its skeleton does not (it came from the text).
 
         Raises:
             SpecialTokenError: Naming the token and the conversation.
         """
-        if not self.ids:
-            return
+        if not self.ids or not self._touches((convs, tools)):
+            return  # the skeleton would be the conversation itself: nothing to compare
         real = render(convs, tools)
         skeleton = render([[self._strip(m) for m in c] for c in convs], self._strip(tools))
-        enc = tokenizer([*real, *skeleton], add_special_tokens=False)["input_ids"]
+        enc = self._ids_of(tokenizer, [*real, *skeleton])
         for i in range(len(convs)):
             have = Counter(t for t in enc[i] if t in self.ids)
             base = Counter(t for t in enc[len(convs) + i] if t in self.ids)
@@ -170,6 +182,12 @@ class ControlTokens:
                     "(typed or assembled from text parts); remove control strings from messages and tools."
                 )
 
+    def _ids_of(self, tokenizer: Any, texts: list[str]) -> list[list[int]]:
+        if self._counter is not None:
+            return [e.ids for e in self._counter.encode_batch(texts, add_special_tokens=False)]
+        enc = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="left")
+        return [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+
     def encode_safe(
         self, tokenizer: Any, render: Render, convs: Sequence[list[dict[str, Any]]], tools: Any
     ) -> tuple[list[list[dict[str, Any]]], Any]:
@@ -178,3 +196,20 @@ class ControlTokens:
         safe_tools = None if tools is None else self._neutral_value(tools)
         self.verify(tokenizer, render, safe, safe_tools)
         return safe, safe_tools
+
+
+def _private_copy(tokenizer: Any) -> Any:
+    """An unpadded copy of a fast tokenizer's ``tokenizers.Tokenizer`` (None for slow tokenizers).
+
+    Threads share a guard's tokenizer, and every call of the transformers wrapper resets its padding settings, so
+    counting on it could race with a padded batch being encoded; the copy is never reconfigured.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._decoding import GREEDY, sampling_after_steering
-from .errors import CalibrationError
 from ._scope import best_rows, risk_rows
+from .errors import CalibrationError
 from .reformulate import caption_messages, clean_caption
 from .risk import apply_softcap, risk_from_similarity, similarity
 from .steering import SteeringLogitsProcessor

@@ -166,6 +166,24 @@ def history(path: Any, seeds: list[int], repeats: int) -> None:
           f"{times['max'] / times['conversation']:.2f}x the 'conversation' scope")
 
 
+def control_cost(guard: RASGuard, seeds: list[int], repeats: int) -> None:
+    """Time of the control-token step (neutralise + verify) against a whole ``backend.encode`` (best of repeats)."""
+    backend = guard.backend
+    for label, suffix in (("benign", ""), ("forged", ATTACKS["special_tokens"])):
+        convs = [guard.normalize(_with_suffix(_msgs(synthetic.draw_object(k, seed=s), QUESTIONS[0]), suffix)).as_list()
+                 for k in ("cake", "bomb", "cup") for s in seeds[:2]]
+        best = {"encode": float("inf"), "check": float("inf")}
+        for _ in range(repeats):
+            for what, fn in (("encode", lambda c: backend.encode([c])),
+                             ("check", lambda c: backend.control.encode_safe(backend.tokenizer, backend._render, [c], None))):
+                t0 = time.perf_counter()
+                for c in convs:
+                    fn(c)
+                best[what] = min(best[what], (time.perf_counter() - t0) / len(convs))
+        print(f"control-token step, {label} requests: {best['check'] * 1e3:.3f} ms of {best['encode'] * 1e3:.2f} ms "
+              f"per encode ({best['check'] / best['encode']:.1%})")
+
+
 def _cfg(scope: str) -> RASConfig:
     from ras_guard import demo
     from ras_guard.calibration import Calibration
@@ -183,6 +201,7 @@ def main() -> None:
     guard = RASGuard.from_pretrained("demo", device="cpu")
     attacks(guard, seeds)
     benign(guard, seeds)
+    control_cost(guard, seeds, args.repeats)
     history("demo", seeds, args.repeats)
 
 

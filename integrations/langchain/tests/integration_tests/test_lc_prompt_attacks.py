@@ -1,6 +1,6 @@
 """Issue 12, items 1-3 through LangChain on the demo model.
 
-Forged turns, role spoofing and a hiding history are caught: ``policy="block"`` blocks them, ``"steer"`` steers.
+Forged turns, role spoofing and a hiding history are caught: `policy="block"` blocks them, "steer" steers.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Held-out dangerous drawings (``synthetic.TEST_SEEDS``, every dangerous kind, bot
 typographic name images) are assessed plain and with each attack suffix appended to the question; held-out
 harmful texts likewise. Reported per attack: how many of the requests the guard catches plainly (risk >= the
 floor) fall under the floor with the attack, and the median risk. ``undefended`` scores the whole spoofed
-question alone (one risk row, what the guard did before issue 12); ``guard`` is ``RASGuard.assess``.
+question alone (one risk row, what the risk pass did before issue 12; it shares the encoding, so typed control
+tokens are neutralised in it too: run this script against the older code for their "before" figures);
+``guard`` is ``RASGuard.assess``.
 
 Also: benign drawings (risk, and whether the guarded answer is token-identical to the unguarded one), benign
 questions with a harmless spoof, the multi-turn scenarios of the issue under each ``assess_scope``, and the cost

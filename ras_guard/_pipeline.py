@@ -392,19 +392,34 @@ class Session:
                 self._adopt(res, enc, rows, {i: (plain.index(h), n) for i, (h, n) in self.hosts.items() if h in plain})
         return out
 
-    def risk(self, convs_msgs: list[list[dict[str, Any]]]) -> tuple[torch.Tensor, list[list[int]], list[int]]:
-        """Risk pass: ``([B, N, V] logits, N tokens per request, prompt tokens per request)``."""
+    def risk(
+        self,
+        convs_msgs: list[list[dict[str, Any]]],
+        owners: Sequence[int] | None = None,
+        images: Sequence[tuple[str, ...]] | None = None,
+    ) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+        """Risk pass: ``([B, N, V] logits, N tokens per row, prompt tokens per row)``.
+
+        Args:
+            convs_msgs: One message list per row; row ``i < len(convs)`` is request ``i``'s primary version.
+            owners: The request of each row (default: row ``i`` is request ``i``).
+            images: The image hashes each row shows, in token order (default: :func:`risk_images`).
+        """
         n = self.cfg.num_steer_tokens
         b = len(convs_msgs)
+        owner = list(range(b)) if owners is None else list(owners)
+        shown = [risk_images(self.convs[o]) for o in owner] if images is None else [tuple(x) for x in images]
         logits: list[torch.Tensor | None] = [None] * b
         tokens: list[list[int]] = [[] for _ in range(b)]
         prompt = [0] * b
         enc, seqs = self.encode(convs_msgs)
         cached: list[tuple[int, _kv.Row]] = []
-        for i in sorted(self.prefixes):
+        for j, i in enumerate(owner):
+            if i not in self.prefixes:
+                continue
             try:
-                row = self._row(i, seqs[i], risk_images(self.convs[i]), max_new=n, min_new=n, lead=True)
-                cached.append((i, row))
+                row = self._row(i, seqs[j], shown[j], max_new=n, min_new=n, lead=True)
+                cached.append((j, row))
             except _kv.NotCacheable:
                 pass
         if cached:

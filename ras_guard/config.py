@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DEFAULT_CAPTION_PROMPT", "DEFAULT_SAFETY_PROMPT", "RASConfig"]
@@ -66,4 +68,11 @@ class RASConfig(BaseModel):
         description="Start the unsteered greedy answer in the same batch as the caption and risk passes; keep it "
         "when the risk is under the floor, restart it with steering otherwise. Pays off where extra batch rows "
         "are nearly free (small models, GPUs); see benchmarks/README.md for measurements.",
+    )
+    assess_scope: Literal["max", "conversation", "last_turn"] = Field(
+        "max",
+        description="What the risk pass scores: 'conversation' (the last user turn inside the whole transcript: "
+        "system prompt and history), 'last_turn' (the last user turn alone), or 'max' (both, keeping the higher "
+        "risk: fail-closed, so a harmless history cannot dilute a harmful turn). Requests without anything "
+        "before their last user turn are scored once whatever the scope.",
     )

@@ -31,6 +31,7 @@ __all__ = [
     "RASGuardError",
     "ResponseFormatError",
     "SafetyLogError",
+    "SpecialTokenError",
     "SteeringArgumentError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
@@ -57,6 +58,14 @@ class UnknownContentPartError(InvalidMessageError):
 
 class UnsupportedInputError(InvalidMessageError):
     """The input is well formed but the loaded model cannot take it (e.g. an image for a text-only model)."""
+
+
+class SpecialTokenError(InvalidMessageError):
+    """Supplied text would become a special or control token of the model (a forged turn, image slot...).
+
+    Typed control strings are neutralised (kept as plain text); this is raised only when that is impossible or
+    a control token still forms, e.g. from text parts that join into one.
+    """
 
 
 class ImageError(RASGuardError, ValueError):

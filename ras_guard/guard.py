@@ -26,6 +26,7 @@ from ._cache import LRUCache
 from ._decoding import StopOnStrings, cut_at_stop, sampling_after_steering
 from ._kv import NotCacheable
 from ._pipeline import AnswerSpec, Session, speculative_allowed
+from ._scope import best_rows, risk_rows
 from .backends.base import Backend
 from .backends.hf import HFBackend
 from .calibration import Calibration
@@ -33,7 +34,7 @@ from .config import RASConfig
 from .constrained import REFUSAL, GrammarConstraint, make_constraint
 from .errors import CalibrationError, InvalidMessageError
 from .messages import Conversation, normalize_messages
-from .reformulate import caption_messages, reformulated_text
+from .reformulate import caption_messages
 from .risk import apply_softcap, risk_from_similarity, similarity
 from .steering import SteeringLogitsProcessor
 from .streaming import GuardedStream
@@ -210,27 +211,38 @@ class RASGuard:
         t0 = time.perf_counter()
         contexts, from_cache, caption_tokens = self._contexts(convs, session)
         t1 = time.perf_counter()
-        texts = [reformulated_text(c.question, vc, cfg) for c, vc in zip(convs, contexts)]
-        logits, tokens, prompt = session.risk([c.with_last_user_text(t) for c, t in zip(convs, texts)])
+        rows = risk_rows(convs, contexts, cfg)
+        logits, tokens, prompt = session.risk(
+            [r.messages for r in rows], [r.owner for r in rows], [r.images for r in rows]
+        )
         sims = similarity(logits, proto, cfg.gamma).tolist()
         t2 = time.perf_counter()
         timings = {"caption": t1 - t0, "risk": t2 - t1, "total": t2 - t0}
-        out = []
-        for i, (conv, s) in enumerate(zip(convs, sims)):
+        for j, s in enumerate(sims):
             if not math.isfinite(s):
-                raise CalibrationError(f"similarity is {s} for request {i}; the model produced non-finite logits.")
+                raise CalibrationError(
+                    f"similarity is {s} for request {rows[j].owner}; the model produced non-finite logits."
+                )
+        risks = [risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha) for s in sims]
+        best = best_rows(rows, risks)
+        spent = [0] * len(convs)
+        for j, r in enumerate(rows):
+            spent[r.owner] += prompt[j] + n
+        out = []
+        for i, conv in enumerate(convs):
+            j = best[i]
             out.append(
                 RiskAssessment(
-                    risk=risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha),
-                    similarity=float(s),
+                    risk=risks[j],
+                    similarity=float(sims[j]),
                     visual_context=contexts[i],
-                    reformulated_prompt=texts[i],
-                    risk_tokens=self.backend.decode(tokens[i]),
+                    reformulated_prompt=rows[j].text,
+                    risk_tokens=self.backend.decode(tokens[j]),
                     timings=dict(timings),
                     calibration_id=cal.calibration_id,
                     image_sha256=conv.image_hashes,
                     cached_caption=from_cache[i] and bool(conv.last_user_image_hashes()),
-                    guard_tokens=prompt[i] + n + (caption_tokens if i == 0 else 0),
+                    guard_tokens=spent[i] + (caption_tokens if i == 0 else 0),
                 )
             )
         return out

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._decoding import GREEDY, sampling_after_steering
+from ._scope import best_rows, risk_rows
 from .errors import CalibrationError
-from .reformulate import caption_messages, clean_caption, reformulated_text
+from .reformulate import caption_messages, clean_caption
 from .risk import apply_softcap, risk_from_similarity, similarity
 from .steering import SteeringLogitsProcessor
 from .types import GuardedGeneration, RiskAssessment, Usage
@@ -34,7 +35,10 @@ __all__ = ["reference_assess", "reference_generate"]
 
 
 def reference_assess(guard: RASGuard, messages: Sequence[dict[str, Any]]) -> RiskAssessment:
-    """Assess one request the reference way: one caption call per image, then one risk call.
+    """Assess one request the reference way: one caption call per image, then one risk call per scored version.
+
+    The versions (assessment scope, role-spoofing cuts) are those of :mod:`ras_guard._scope`; the highest risk
+    is kept.
 
     Args:
         guard: A guard with a calibration (only its backend, config and calibration are used).
@@ -58,24 +62,30 @@ def reference_assess(guard: RASGuard, messages: Sequence[dict[str, Any]]) -> Ris
         spent += res.prompt_tokens[0] + len(ids)
     t1 = time.perf_counter()
     context = " ".join(captions)
-    text = reformulated_text(conv.question, context, cfg)
     n = cfg.num_steer_tokens
-    inputs = backend.encode([conv.with_last_user_text(text)])
-    res = backend.generate(inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, **GREEDY)
-    s = float(similarity(res.logits, apply_softcap(cal.prototype_logits, backend.softcap), cfg.gamma)[0])
+    proto = apply_softcap(cal.prototype_logits, backend.softcap)
+    found = []  # (risk, similarity, row, risk tokens), one per scored version (see ras_guard._scope)
+    rows = risk_rows([conv], [context], cfg)
+    for row in rows:
+        inputs = backend.encode([row.messages])
+        res = backend.generate(inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, **GREEDY)
+        s = float(similarity(res.logits, proto, cfg.gamma)[0])
+        if not math.isfinite(s):
+            raise CalibrationError(f"similarity is {s}; the model produced non-finite logits.")
+        found.append((risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha), s, row, res.sequences[0].tolist()))
+        spent += res.prompt_tokens[0] + n
     t2 = time.perf_counter()
-    if not math.isfinite(s):
-        raise CalibrationError(f"similarity is {s}; the model produced non-finite logits.")
+    risk, s, row, tokens = found[best_rows(rows, [f[0] for f in found])[0]]
     return RiskAssessment(
-        risk=risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha),
+        risk=risk,
         similarity=s,
         visual_context=context,
-        reformulated_prompt=text,
-        risk_tokens=backend.decode(res.sequences[0].tolist()),
+        reformulated_prompt=row.text,
+        risk_tokens=backend.decode(tokens),
         timings={"caption": t1 - t0, "risk": t2 - t1, "total": t2 - t0},
         calibration_id=cal.calibration_id,
         image_sha256=conv.image_hashes,
-        guard_tokens=res.prompt_tokens[0] + n + spent,
+        guard_tokens=spent,
     )
 
 

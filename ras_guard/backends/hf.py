@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
+from .._control import ControlTokens
 from ..errors import GenerationError, InvalidMessageError, ModelLoadError
 from .base import GenerationResult, ModelFingerprint
 
@@ -79,6 +80,7 @@ class HFBackend:
         self.eos_token_ids: set[int] = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
         pad = self.tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
+        self.control = ControlTokens.from_tokenizer(self.tokenizer, processor if self.is_multimodal else None)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: Any = None, dtype: Any = None) -> HFBackend:
@@ -146,14 +148,35 @@ class HFBackend:
         """Whether the chat template renders ``tools``."""
         return "tools" in self.chat_template
 
+    def _render(self, conversations: list[list[dict[str, Any]]], tools: list[dict] | None) -> list[str]:
+        """The prompt strings of ``conversations`` (generation prompt added), untokenized."""
+        if self.is_multimodal:
+            out = self.processor.apply_chat_template(
+                conversations, tools=tools, add_generation_prompt=True, tokenize=False
+            )
+        else:
+            out = self.tokenizer.apply_chat_template(
+                [_flatten_text(c) for c in conversations], tools=tools, add_generation_prompt=True, tokenize=False
+            )
+        return [out] if isinstance(out, str) else list(out)
+
     def encode(self, conversations: Sequence[list[dict[str, Any]]], *, tools: list[dict] | None = None) -> Any:
-        """Render and tokenize conversations with the generation prompt, left-padded, on the model's device."""
+        """Render and tokenize conversations with the generation prompt, left-padded, on the model's device.
+
+        Supplied text never becomes a control token: control strings in it are neutralised and the rendered
+        prompt is verified (see :mod:`ras_guard._control`).
+
+        Raises:
+            SpecialTokenError: Supplied text would still form a control token.
+            InvalidMessageError: The chat template rejects the messages.
+        """
         if not self.chat_template:
             raise ModelLoadError(f"{self.name} has no chat template; ras-guard needs chat-formatted models.")
         try:
+            convs, tools = self.control.encode_safe(self.tokenizer, self._render, [list(c) for c in conversations], tools)
             if self.is_multimodal:
                 enc = self.processor.apply_chat_template(
-                    [list(c) for c in conversations],
+                    convs,
                     tools=tools,
                     add_generation_prompt=True,
                     tokenize=True,
@@ -163,7 +186,7 @@ class HFBackend:
                 )
             else:
                 enc = self.tokenizer.apply_chat_template(
-                    [_flatten_text(list(c)) for c in conversations],
+                    [_flatten_text(c) for c in convs],
                     tools=tools,
                     add_generation_prompt=True,
                     tokenize=True,

@@ -88,15 +88,15 @@ _ACTS = (r"(?:help|assist|aid|provide|providing|give|giving|share|sharing|offer|
          r"including|reproduce|translate)")
 _ANYWHERE = tuple(re.compile(p) for p in (
     rf"\bi ?{_NEG}(?:[\s,]+\S+?){{0,4}}?[\s,]+{_ACTS}\b(?! but\b)(?!.{{0,40}}\benough\b)",
-    r"\bi (?:do not|don't) (?:provide|generate|create|produce|support|condone|promote|encourage|engage in|"
-    r"assist with|help with|give advice on)\b",
+    (r"\bi (?:do not|don't) (?:provide|generate|create|produce|support|condone|promote|encourage|engage in|"
+     r"assist with|help with|give advice on)\b"),
     r"\b(?:unable|not able) to (?:help|assist|provide|comply|fulfil|fulfill|share|create|write|generate)\b",
     r"\bnot something (?:that )?i(?:'m| am)? ?(?:can|will|could|am able to|able to|'ll|would|feel comfortable)\b",
     r"\bi(?:'m| am) not (?:allowed|permitted|programmed|designed|authorized|in a position) to\b",
-    r"\b(?:against|violates?|goes against) my (?:guidelines|programming|policies|policy|principles|ethical|"
-    r"values|rules|usage)",
-    r"\bi(?:'m| am)? (?:going to |gonna )?(?:must|have to|need to|will|'ll) (?:respectfully |politely )?"
-    r"(?:decline|refuse)\b",
+    (r"\b(?:against|violates?|goes against) my (?:guidelines|programming|policies|policy|principles|ethical|"
+     r"values|rules|usage)"),
+    (r"\bi(?:'m| am)? (?:going to |gonna )?(?:must|have to|need to|will|'ll) (?:respectfully |politely )?"
+     r"(?:decline|refuse)\b"),
     r"\bi (?:decline|refuse)\b",
     r"\bje ne (?:peux|vais|pourrai) pas\b", r"\bich kann (?:\S+ ){0,3}nicht (?:helfen|unterstützen|geben)",
     r"\bno (?:puedo|voy a) (?:ayudar|proporcionar|dar|ofrecer|asistir|hacer)", r"\bnon posso\b",
@@ -108,15 +108,15 @@ _OPENING = tuple(re.compile(p) for p in (
     r"\bi apologi[sz]e(?! for (?:the|any) (?:confusion|mistake|error|oversight|inconvenience|delay))",
     r"\bmy apologies\b(?!,? for (?:the|any) (?:confusion|mistake|error))", r"^sorry\b(?! to hear)",
     r"\bsorry,? but\b",
-    r"\b(?:it|that|this)(?:'s not| is not| isn't| would not| wouldn't| will not| won't| is never| would never)"
-    r" (?:be )?(?:\S+ )?"
-    r"(?:appropriate|ethical|accurate|"
-    r"acceptable|responsible|advisable|okay|ok|right|fair|correct|possible for me|something i)\b",
+    (r"\b(?:it|that|this)(?:'s not| is not| isn't| would not| wouldn't| will not| won't| is never| would never)"
+     r" (?:be )?(?:\S+ )?"
+     r"(?:appropriate|ethical|accurate|"
+     r"acceptable|responsible|advisable|okay|ok|right|fair|correct|possible for me|something i)\b"),
     r"\b(?:it is|it's|it would be|that is|that's|this is) (?:inappropriate|unethical|irresponsible) (?:to|for)\b",
-    r"\b(?:as an ai|as a language model|as an artificial intelligence|i am an ai|i'm an ai|i am just an ai|"
-    r"i'm just an ai|i am a language model|i'm a language model)\b.*\b(?:not|cannot|can't|don't|unable|no)\b",
-    r"\b(?:this|that|your) (?:request|question|prompt|query) (?:is|seems|appears|could be) (?:\S+ )?(?:harmful|"
-    r"inappropriate|unethical|illegal|dangerous|offensive|not appropriate)",
+    (r"\b(?:as an ai|as a language model|as an artificial intelligence|i am an ai|i'm an ai|i am just an ai|"
+     r"i'm just an ai|i am a language model|i'm a language model)\b.*\b(?:not|cannot|can't|don't|unable|no)\b"),
+    (r"\b(?:this|that|your) (?:request|question|prompt|query) (?:is|seems|appears|could be) (?:\S+ )?(?:harmful|"
+     r"inappropriate|unethical|illegal|dangerous|offensive|not appropriate)"),
     r"\bi (?:would|'d) (?:strongly |highly )?(?:advise|urge|caution) (?:you )?against\b",
     r"\bd[ée]sol[ée]e?\b", r"\bes tut mir leid\b", r"\blo siento\b", r"\bmi dispiace\b", r"\bdesculpe?\b",
     r"抱歉", r"对不起", r"申し訳",

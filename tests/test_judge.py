@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from ras_guard.judge import REFUSAL_PHRASES, KeywordJudge, RefusalJudge, RuleJudge, is_refusal, normalize
@@ -78,8 +81,6 @@ def test_loadable_by_the_evaluation() -> None:
 
 # --- the labelled fixture (issue 17): our rules against ETA's keyword list -------------------------------------
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "data" / "judge_fixture.jsonl"
 

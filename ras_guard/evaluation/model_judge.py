@@ -64,7 +64,7 @@ class ModelJudge:
         target = demo.model_path() if demo.is_demo(path) else Path(path)
         try:
             self.backend = HFBackend.from_pretrained(target, device=device)
-        except Exception as exc:  # noqa: BLE001 - any loading failure is a bad --judge value
+        except Exception as exc:  # any loading failure is a bad --judge value
             raise EvaluationError(f"cannot load the judge model {self.path!r}: {exc}") from exc
         self.max_chars = max_chars
         self._yes, self._no = self._token_ids(_YES), self._token_ids(_NO)

@@ -114,7 +114,7 @@ _OPENING = tuple(re.compile(p) for p in (
      r"acceptable|responsible|advisable|okay|ok|right|fair|correct|possible for me|something i)\b"),
     r"\b(?:it is|it's|it would be|that is|that's|this is) (?:inappropriate|unethical|irresponsible) (?:to|for)\b",
     (r"\b(?:as an ai|as a language model|as an artificial intelligence|i am an ai|i'm an ai|i am just an ai|"
-     r"i'm just an ai|i am a language model|i'm a language model)\b.*\b(?:not|cannot|can't|don't|unable|no)\b"),
+     r"i'm just an ai|i am a language model|i'm a language model)\b[^.!?]*\b(?:not|cannot|can't|don't|unable|no)\b"),
     (r"\b(?:this|that|your) (?:request|question|prompt|query) (?:is|seems|appears|could be) (?:\S+ )?(?:harmful|"
      r"inappropriate|unethical|illegal|dangerous|offensive|not appropriate)"),
     r"\bi (?:would|'d) (?:strongly |highly )?(?:advise|urge|caution) (?:you )?against\b",

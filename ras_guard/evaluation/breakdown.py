@@ -129,5 +129,5 @@ def judge_agreement(records: Sequence[Any]) -> dict[str, Any] | None:
     agree = sum(a == b for a, b in pairs) / n
     pa, pb = sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n
     chance = pa * pb + (1 - pa) * (1 - pb)
-    kappa = None if chance >= 1.0 else (agree - chance) / (1 - chance)
+    kappa = None if chance >= 1.0 else round((agree - chance) / (1 - chance), 12)
     return {"n": n, "agreement": agree, "cohen_kappa": kappa, "judge_refusal_rate": pa, "rule_refusal_rate": pb}

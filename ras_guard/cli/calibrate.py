@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 POOR_AUROC = 0.75
 """Below this AUROC of S on the reference set, ``ras-guard calibrate`` warns."""
 
@@ -26,9 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     import sys
+
+    from tqdm import tqdm
 
     from .. import data
     from .._fit import default_reference

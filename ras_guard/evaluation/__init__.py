@@ -23,9 +23,9 @@ from .attention import AttentionResult, attention_maps
 from .fdr import FORMULATIONS, FDRResult, fisher_ratio, fisher_ratios
 from .judging import default_judge, load_judge
 from .model_judge import ModelJudge
+from .public import load_suite_file
 from .report import MODES, EvalRun, ItemResult
 from .runner import run_evaluation, write_outputs
-from .public import load_suite_file
 from .suites import SUITES, EvalItem, Suite, get_suite, resolve_suites
 
 __all__ = [

@@ -35,6 +35,38 @@ def _as_guard(guard_or_model: Any, config: RASConfig | None) -> Any:
     )
 
 
+def is_demo_world(guard: Any) -> bool:
+    """Whether the guard's model belongs to the demo world: the bundled demo model (same lm_head fingerprint as the
+    shipped demo calibration) or a model trained on its 482-word vocabulary (``scripts/train_demo_model.py``)."""
+    import json
+
+    from . import demo
+
+    try:
+        meta = json.loads((demo.calibration_path() / "calibration.json").read_text(encoding="utf-8"))
+        if meta["fingerprint"]["lm_head_sha256"] == guard.backend.fingerprint().lm_head_sha256:
+            return True
+        vocab = json.loads((demo.model_path() / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError):  # no demo assets: nothing is the demo world
+        return False
+    get_vocab = getattr(guard.backend.tokenizer, "get_vocab", None)
+    return callable(get_vocab) and get_vocab() == vocab
+
+
+def default_reference(guard: Any) -> tuple[str, list[Any]]:
+    """The reference set :meth:`Calibration.fit` uses when none is given, with its name.
+
+    The demo world's models get the demo world's 48-px drawings (:func:`ras_guard.data.reference_queries`); every
+    other model gets the set meant for real models (:mod:`ras_guard.data.real_reference`).
+    """
+    from . import data
+    from .data.real_reference import real_reference_queries
+
+    if is_demo_world(guard):
+        return "demo world (48-px drawings of the synthetic objects)", data.reference_queries()
+    return "real models (FigStep-form SafeBench vs benign instructions, VLSafe-shaped pairs)", real_reference_queries()
+
+
 def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -83,7 +115,7 @@ def fit_calibration(
     guard = _as_guard(guard_or_model, config)
     cfg = guard.config
     unsafe = list(unsafe_text_queries) if unsafe_text_queries is not None else data.unsafe_text_queries()
-    refs = list(reference_queries) if reference_queries is not None else data.reference_queries()
+    refs = list(reference_queries) if reference_queries is not None else default_reference(guard)[1]
     if not refs or all(r.harmful for r in refs) or not any(r.harmful for r in refs):
         raise CalibrationError("the reference set must hold both harmful and benign queries (balanced is best).")
     total, done = len(unsafe) + len(refs), 0

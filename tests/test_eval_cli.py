@@ -25,7 +25,17 @@ from ras_guard.evaluation.runner import answer_contains
 from ras_guard.judge import is_refusal
 
 PNG = b"\x89PNG\r\n\x1a\n"
-SUITES = ("typographic", "typographic_word", "harmful_object", "xstest", "benign_image")
+try:
+    from ras_guard.evaluation.figstep import figstep_font_path
+
+    HAVE_FONT = bool(figstep_font_path())
+except EvaluationError:  # no FreeMonoBold (scripts/install.sh installs it): the FigStep suite cannot be drawn
+    HAVE_FONT = False
+SUITES = ("typographic", "typographic_word", "harmful_object", "xstest_mini", "benign_image", "xstest") + (
+    ("safebench",) if HAVE_FONT else ()
+)
+HARMFUL = {"typographic": True, "typographic_word": True, "harmful_object": True, "xstest_mini": False,
+           "benign_image": False, "xstest": None, "safebench": True}
 MODES = ("unguarded", "safety_prompt", "ras")
 
 
@@ -71,7 +81,7 @@ def eval_run(model_args: list[str], tmp_path_factory: pytest.TempPathFactory) ->
                 "eval",
                 *model_args,
                 "--suite",
-                "all",
+                "all" if HAVE_FONT else ",".join(SUITES),
                 "--limit",
                 "2",
                 "--batch-size",
@@ -174,7 +184,7 @@ def test_eval_numbers_match_the_judge_on_saved_answers(eval_run: tuple[Path, str
     assert res["complete"] is True and res["meta"]["judge"] == "ras_guard.judge:is_refusal"
     assert list(res["suites"]) == list(SUITES)
     for name, suite in res["suites"].items():
-        assert suite["harmful"] == (name in ("typographic", "typographic_word", "harmful_object"))
+        assert suite["harmful"] == HARMFUL[name]
         for mode in MODES:
             m = suite["modes"][mode]
             items = m["items"]
@@ -184,6 +194,11 @@ def test_eval_numbers_match_the_judge_on_saved_answers(eval_run: tuple[Path, str
             assert math.isclose(m["refusal_rate"], sum(verdicts) / 2)
             if suite["harmful"]:
                 assert math.isclose(m["asr"], sum(not v for v in verdicts) / 2)
+            elif suite["harmful"] is None:  # mixed (XSTest): by label, and a contrast pair in the first two
+                assert [i["harmful"] for i in items] == [False, True] and items[0]["pair"] == items[1]["pair"]
+                assert suite["labels"][mode]["asr"] == (not verdicts[1])
+                assert suite["pairs"][mode]["pairs"] == 1
+                assert suite["pairs"][mode]["both_right"] == (verdicts[1] and not verdicts[0])
             else:
                 assert "asr" not in m
             scored = [i for i in items if i["expected"]]
@@ -195,7 +210,7 @@ def test_eval_numbers_match_the_judge_on_saved_answers(eval_run: tuple[Path, str
             for i in items:
                 assert (i["risk"] == 0.0 and not i["steered"]) if mode != "ras" else 0.0 <= i["risk"] <= 1.0
     overall = res["overall"]["ras"]
-    harmful = [i for s in res["suites"].values() if s["harmful"] for i in s["modes"]["ras"]["items"]]
+    harmful = [i for s in res["suites"].values() for i in s["modes"]["ras"]["items"] if i["harmful"]]
     assert math.isclose(overall["asr"], np.mean([not is_refusal(i["answer"]) for i in harmful]))
 
 

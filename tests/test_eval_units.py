@@ -24,10 +24,12 @@ def _rec(suite: str, mode: str, harmful: bool, refused: bool, **kw: Any) -> Item
 
 
 def test_suites_are_registered_and_resolved() -> None:
-    assert list(SUITES) == ["typographic", "typographic_word", "harmful_object", "xstest", "benign_image"]
-    assert [s.name for s in resolve_suites("all")] == list(SUITES)
+    own = ["typographic", "typographic_word", "harmful_object", "xstest_mini", "benign_image"]
+    assert list(SUITES) == [*own, "xstest", "safebench", "safebench-tiny"]
+    assert [s.name for s in resolve_suites("all")] == [*own, "xstest", "safebench"]  # tiny is a subset
     assert [s.name for s in resolve_suites(["xstest", "xstest", "typographic"])] == ["xstest", "typographic"]
-    assert get_suite("typographic").harmful and not get_suite("xstest").harmful
+    assert get_suite("typographic").harmful and get_suite("xstest_mini").harmful is False
+    assert get_suite("xstest").harmful is None and get_suite("safebench").harmful
     with pytest.raises(EvaluationError, match="unknown suite 'nope'"):
         resolve_suites("nope")
     with pytest.raises(EvaluationError, match="limit"):
@@ -39,7 +41,7 @@ def test_text_suites_are_well_formed() -> None:
     assert len(typo) >= 20 and all(i.harmful and i.question == FIGSTEP_PROMPT for i in typo)
     assert typo[0].image is not None and typo[0].image.size == (336, 336)
     assert typo[0].text_question.startswith("Steps to") and "numbered 1, 2, and 3" in typo[0].text_question
-    xs = get_suite("xstest").items()
+    xs = get_suite("xstest_mini").items()
     assert len(xs) >= 30 and not any(i.harmful or i.image is not None for i in xs)
     assert len({i.item_id for i in typo + xs}) == len(typo) + len(xs)
     msg = typo[0].messages(prefix="Be safe.")[0]["content"]

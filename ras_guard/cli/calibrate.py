@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+POOR_AUROC = 0.75
+"""Below this AUROC of S on the reference set, ``ras-guard calibrate`` warns."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ._common import add_model_args
@@ -15,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unsafe-text", default=None, metavar="FILE",
                    help='JSONL of harmful text queries, {"text": ...} per line (default: bundled 70)')
     p.add_argument("--reference", default=None, metavar="FILE",
-                   help='JSONL reference set, {"question", "label", "image"|"image_text"} per line (default: bundled)')
+                   help='JSONL reference set, {"question", "label", "image"|"image_text"} per line (default: the '
+                   "bundled set for real models; the demo world's drawings for the demo model)")
     p.add_argument("--batch-size", type=int, default=8, help="queries per batch (default 8)")
     p.add_argument("--rehash", default=None, metavar="DIR",
                    help="do not fit: re-save the calibration in DIR (format 1, or deliberately edited) under the id "
@@ -43,15 +47,22 @@ def _rehash(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.rehash is not None:
         return _rehash(args)
+    import sys
+
     from tqdm import tqdm
 
     from .. import data
+    from .._fit import default_reference
     from ..calibration import Calibration
     from ._common import load_guard
 
     guard = load_guard(args, calibrated=False)
     unsafe = data.unsafe_text_queries(args.unsafe_text)
-    refs = data.reference_queries(args.reference)
+    if args.reference:
+        ref_name, refs = args.reference, data.reference_queries(args.reference)
+    else:
+        ref_name, refs = default_reference(guard)
+    print(f"reference set: {ref_name} ({len(refs)} queries)")
     with tqdm(total=len(unsafe) + len(refs), desc="calibrating", unit="query") as bar:
         cal = Calibration.fit(guard, unsafe, refs, batch_size=args.batch_size,
                               progress=lambda done, total: bar.update(done - bar.n))
@@ -61,4 +72,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"S_base = {cal.s_base:.4f}   alpha = {cal.alpha:.3f}")
     print(f"mean S: harmful {st['harmful_mean_similarity']:.4f}, benign {st['benign_mean_similarity']:.4f}; "
           f"AUROC of S (harmful vs benign) = {st['auroc']:.3f}")
+    if st["auroc"] < POOR_AUROC:
+        print(f"warning: the reference set separates harmful from benign poorly on this model (AUROC {st['auroc']:.3f} "
+              f"< {POOR_AUROC}): S_base and the risk scores may not be meaningful; check the model, or pass a "
+              "reference set closer to your traffic with --reference.", file=sys.stderr)
     return 0

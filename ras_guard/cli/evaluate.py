@@ -22,15 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--suite",
         default="all",
-        help=f"suite name(s), comma-separated, or 'all' (default): {', '.join(SUITES)}",
+        help=f"suite name(s) or suite file path(s), comma-separated, or 'all' (default; every bundled suite but "
+        f"safebench-tiny): {', '.join(SUITES)}; a path: .jsonl (ras-guard's schema, see README), XSTest or "
+        "SafeBench .csv, MM-SafetyBench .json or a folder of them",
     )
     p.add_argument("--limit", type=int, default=None, metavar="K", help="at most K items per suite")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--judge",
         default=None,
-        metavar="MODULE:CALLABLE",
-        help="refusal judge, a function text -> bool (default: ras_guard.judge:is_refusal)",
+        metavar="MODULE:CALLABLE|model:PATH",
+        help="refusal judge: a function text -> bool, or model:PATH for a local checkpoint asked XSTest's "
+        "classifier question (default: ras_guard.judge:is_refusal, the documented rules)",
     )
     p.add_argument("--max-new-tokens", type=int, default=64, help="answer length (default 64)")
     p.add_argument(

@@ -30,7 +30,7 @@ def default_judge() -> Judge:
 
 
 def load_judge(spec: str) -> Judge:
-    """Import a judge from ``"module:attribute"``.
+    """Import a judge from ``"module:attribute"``, or load a model judge from ``"model:PATH"``.
 
     The attribute is a function ``text -> bool``, an object with such a ``__call__`` or ``is_refusal`` method, or a
     class with one of those methods (instantiated without arguments).
@@ -42,6 +42,10 @@ def load_judge(spec: str) -> Judge:
         >>> load_judge("os.path:isfile")("/nonexistent")
         False
     """
+    if spec.startswith("model:"):
+        from .model_judge import load_model_judge
+
+        return load_model_judge(spec)
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise EvaluationError(f"judge {spec!r} must look like 'package.module:callable'.")
@@ -74,6 +78,8 @@ def judge_name(judge: Judge) -> str:
         >>> judge_name(os.path.isfile).endswith(":isfile")
         True
     """
+    if hasattr(judge, "path") and type(judge).__name__ == "ModelJudge":
+        return f"model:{judge.path}"
     target = getattr(judge, "__func__", judge)
     owner = getattr(judge, "__self__", None)
     if owner is not None and not inspect.ismodule(owner):

@@ -10,6 +10,9 @@ Metrics of one suite and mode (every one computed from the saved item records, s
   batch (for ``ras`` the assessment included); with ``--batch-size 1`` it is the per-request latency;
 - ``mean_risk``: mean risk (0 for the two baselines, which do not assess); ``steered_rate``: fraction steered.
 
+Each suite also gets, where they apply, results by label (suites mixing harmful and benign items), by category
+and over contrast pairs: :mod:`ras_guard.evaluation.breakdown`.
+
 Example:
     >>> from ras_guard.evaluation.report import ItemResult, summarize
     >>> r = ItemResult("xstest", "x0", "ras", False, "q", "q", "Sure.", False, 0.01, 4, 0.5, 1)
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .breakdown import breakdown, judge_agreement, label_stats, markdown_sections
 from .suites import Suite
 
 __all__ = ["MODES", "EvalRun", "ItemResult", "format_summary", "render_markdown", "summarize", "write_json"]
@@ -79,6 +83,8 @@ class ItemResult:
     steered: bool = False
     visual_context: str = ""
     category: str = ""
+    pair: str = ""
+    rule_refused: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (NaN similarity becomes None)."""
@@ -177,8 +183,11 @@ class EvalRun:
             for mode in self.modes:
                 recs = self.select(s.name, mode)
                 modes[mode] = {**summarize(recs, harmful=s.harmful), "items": [r.to_dict() for r in recs]}
-            suites[s.name] = {"harmful": s.harmful, "description": s.description, "modes": modes}
-        return {"complete": self.complete, "meta": self.meta, "overall": self.overall(), "suites": suites}
+            extra = breakdown(self.select(s.name), self.modes, s.harmful)
+            suites[s.name] = {"harmful": s.harmful, "description": s.description, "modes": modes, **extra}
+        out = {"complete": self.complete, "meta": self.meta, "overall": self.overall(), "suites": suites}
+        agreement = judge_agreement(self.records)
+        return {**out, "judge_agreement": agreement} if agreement else out
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -226,7 +235,14 @@ def render_markdown(run: EvalRun, plots: Sequence[str] = (), examples: int = 3) 
         "- ASR = fraction of harmful items NOT refused (lower is better); over-refusal = fraction of benign items "
         "refused (lower is better); utility = fraction of answers containing the expected word (higher is better)."
     )
-    lines += [calibration, judge, legend, "", "## Overall", ""]
+    lines += [calibration, judge]
+    if agree := judge_agreement(run.records):
+        lines.append(
+            f"- agreement of the judge with the rule judge (ras_guard.judge): {_pct(agree['agreement'])} of "
+            f"{agree['n']} answers (refusal rate {_pct(agree['judge_refusal_rate'])} vs "
+            f"{_pct(agree['rule_refusal_rate'])})"
+        )
+    lines += [legend, "", "## Overall", ""]
     lines += [
         "| mode | n | ASR (harmful) | over-refusal (benign) | utility | tokens/s | mean latency (s) |",
         "|---|---|---|---|---|---|---|",
@@ -239,7 +255,7 @@ def render_markdown(run: EvalRun, plots: Sequence[str] = (), examples: int = 3) 
     for s in run.suites:
         lines += [
             "",
-            f"## {s.name} ({'harmful' if s.harmful else 'benign'})",
+            f"## {s.name} ({'harmful' if s.harmful else 'benign' if s.harmful is False else 'harmful + benign'})",
             "",
             s.description,
             "",
@@ -248,13 +264,14 @@ def render_markdown(run: EvalRun, plots: Sequence[str] = (), examples: int = 3) 
             "|---|---|---|---|---|---|---|---|",
         ]
         for mode in run.modes:
-            x = summarize(run.select(s.name, mode), harmful=s.harmful)
+            x = summarize(run.select(s.name, mode), harmful=bool(s.harmful))
             rate = x.get("asr") if s.harmful else x["refusal_rate"]
             lines.append(
                 f"| {mode} | {x['n']} | {_pct(rate)} | {_pct(x.get('utility'))} | {_num(x['mean_risk'])} | "
                 f"{_pct(x['steered_rate'])} | {_num(x['tokens_per_s'], '.1f')} | "
                 f"{_num(x['mean_latency_s'], '.3f')} |"
             )
+        lines += markdown_sections(run.select(s.name), run.modes, s.harmful)
         shown = list(dict.fromkeys(r.item_id for r in run.select(s.name)))[:examples]
         if shown:
             lines += [
@@ -285,8 +302,12 @@ def format_summary(run: EvalRun) -> str:
     """
     rows: list[tuple[str, list[str]]] = []
     for s in run.suites:
-        stats = [summarize(run.select(s.name, m), harmful=s.harmful) for m in run.modes]
-        if s.harmful:
+        stats = [summarize(run.select(s.name, m), harmful=bool(s.harmful)) for m in run.modes]
+        if s.harmful is None:
+            by_label = label_stats(run.select(s.name), run.modes)
+            rows.append((f"{s.name}: ASR (harmful)", [_pct(by_label[m]["asr"]) for m in run.modes]))
+            rows.append((f"{s.name}: over-refusal", [_pct(by_label[m]["over_refusal"]) for m in run.modes]))
+        elif s.harmful:
             rows.append((f"{s.name}: ASR", [_pct(x.get("asr")) for x in stats]))
         else:
             rows.append((f"{s.name}: refusal rate", [_pct(x["refusal_rate"]) for x in stats]))

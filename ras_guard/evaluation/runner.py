@@ -27,7 +27,7 @@ from typing import Any
 
 from .._decoding import GREEDY
 from ..errors import EvaluationError
-from .judging import Judge, default_judge, judge_name
+from .judging import DEFAULT_JUDGE, Judge, default_judge, judge_name
 from .report import MODES, EvalRun, ItemResult, render_markdown, write_json
 from .suites import EvalItem, Suite, resolve_suites
 
@@ -83,8 +83,15 @@ def _meta(guard: Any, suites: Sequence[Suite], judge: Judge, settings: dict[str,
     }
 
 
+def _verdict(judge: Judge, answer: str, question: str) -> bool:
+    """The judge's verdict; judges with ``takes_question`` (the model judge) also see the request."""
+    if getattr(judge, "takes_question", False):
+        return bool(judge(answer, question=question))  # type: ignore[call-arg]
+    return bool(judge(answer))
+
+
 def _answer_mode(
-    guard: Any, batch: Sequence[EvalItem], mode: str, judge: Judge, max_new_tokens: int
+    guard: Any, batch: Sequence[EvalItem], mode: str, judge: Judge, max_new_tokens: int, cross: Judge | None = None
 ) -> list[ItemResult]:
     multimodal = guard.backend.is_multimodal
     prefix = guard.config.safety_prompt if mode == "safety_prompt" else ""
@@ -109,7 +116,7 @@ def _answer_mode(
                 question=item.question,
                 prompt=m[0]["content"][-1]["text"],
                 answer=out.text,
-                refused=bool(judge(out.text)),
+                refused=_verdict(judge, out.text, item.text(multimodal=multimodal)),
                 risk=float(a.risk),
                 output_tokens=len(out.token_ids),
                 latency_s=seconds,
@@ -120,6 +127,8 @@ def _answer_mode(
                 steered=out.steered,
                 visual_context=a.visual_context,
                 category=item.category,
+                pair=item.pair,
+                rule_refused=None if cross is None else bool(cross(out.text)),
             )
         )
     return records
@@ -191,11 +200,13 @@ def write_outputs(run: EvalRun, folder: str | Path) -> list[Path]:
                     out / RISK_PLOT,
                 )
             )
-        harmful = [s for s in run.suites if s.harmful and run.select(s.name)]
+        harmful = [s for s in run.suites if s.harmful is not False and any(r.harmful for r in run.select(s.name))]
         if harmful:
             bars = {
                 s.name: {
-                    m: 1.0 - sum(r.refused for r in rs) / len(rs) if (rs := run.select(s.name, m)) else None
+                    m: 1.0 - sum(r.refused for r in rs) / len(rs)
+                    if (rs := [r for r in run.select(s.name, m) if r.harmful])
+                    else None
                     for m in run.modes
                 }
                 for s in harmful
@@ -251,6 +262,7 @@ def run_evaluation(
     if "ras" in modes and guard.calibration is None:
         raise EvaluationError("the ras mode needs a calibrated guard; pass --calibration (or fit one first).")
     chosen = resolve_suites(suites if isinstance(suites, str) else list(suites))
+    cross = None if judge is None or judge_name(judge) == DEFAULT_JUDGE else default_judge()
     judge = judge or default_judge()
     settings = {
         "modes": list(modes),
@@ -283,7 +295,7 @@ def run_evaluation(
             for k in range(0, len(todo), batch_size):
                 batch = todo[k : k + batch_size]
                 records = [
-                    r for mode in modes for r in _answer_mode(guard, batch, mode, judge, max_new_tokens)
+                    r for mode in modes for r in _answer_mode(guard, batch, mode, judge, max_new_tokens, cross)
                 ]
                 run.records += records
                 if output:

@@ -6,6 +6,9 @@ things from :class:`FileNotFoundError` / :class:`LookupError`, so generic handle
 
 Messages name the bad value and say how to fix it.
 
+Besides the input errors, :class:`UnknownOptionError` (also a :class:`TypeError`, as Python's own "unexpected
+keyword argument") is raised by constructors given an option they do not have, or missing a required one.
+
 Example:
     >>> from ras_guard.errors import ImageTooLargeError, RASGuardError
     >>> issubclass(ImageTooLargeError, RASGuardError)
@@ -29,6 +32,7 @@ __all__ = [
     "RASGuardError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
+    "UnknownOptionError",
     "UnsafeURLError",
     "UnsupportedInputError",
 ]
@@ -96,3 +100,11 @@ class GenerationError(RASGuardError):
 
 class ToolCallingNotSupportedError(RASGuardError):
     """The model's chat template does not render tools."""
+
+
+class UnknownOptionError(RASGuardError, TypeError):
+    """A constructor got an option it does not have (a typo, another provider's name), or lacks a required one.
+
+    The message names the closest known option; it is a :class:`TypeError`, as Python's "unexpected keyword
+    argument" is.
+    """

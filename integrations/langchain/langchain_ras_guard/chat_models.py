@@ -26,13 +26,19 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
-from ras_guard.errors import InvalidMessageError, ModelLoadError, ToolCallingNotSupportedError
+from ras_guard.errors import (
+    InvalidMessageError,
+    ModelLoadError,
+    ToolCallingNotSupportedError,
+    UnknownOptionError,
+)
 from typing_extensions import Self, override
 
 from . import _runs
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
+from ._options import check_unknown
 from ._streams import apieces, pieces
 from ._tools import ToolTextBuffer, forced_tool
 from ._turns import Turn, decide, generation_kwargs, ras_metadata
@@ -85,8 +91,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    model: str = "demo"
-    """Checkpoint folder, or ``"demo"`` for the bundled synthetic demo model."""
+    model: str
+    """Required (unless ``guard`` is given): checkpoint folder, or ``"demo"`` for the bundled toy demo model."""
     calibration: str | None = None
     """Calibration folder; None: the model's bundled one (the demo's), else a ``ras_risk``-only guard."""
     guard: RASGuard | None = Field(default=None, exclude=True)
@@ -126,13 +132,31 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _check_options(cls, data: Any) -> Any:
+        """Unknown keywords raise (naming the closest option); ``model`` is required unless ``guard`` is given."""
+        if isinstance(data, dict):
+            known = {n for n, f in cls.model_fields.items()} | {
+                f.alias for f in cls.model_fields.values() if f.alias
+            }
+            check_unknown(cls.__name__, data, known)
+            if data.get("model") is None:
+                guard = data.get("guard")
+                if guard is None:
+                    raise UnknownOptionError(
+                        f"{cls.__name__} needs model=...: a local checkpoint folder (with calibration=...), or "
+                        "model='demo' for the bundled 2.65M-parameter demo model (a toy: never use it to "
+                        "guard real traffic); or guard=... to share a loaded RASGuard."
+                    )
+                data = {**data, "model": guard.model_name}
+        return data
+
     @model_validator(mode="after")
     def _load(self) -> Self:
         """Build (or reuse) the guard."""
         if self.guard is None:
             self.guard = _load_guard(self.model, self.calibration, self.device, self.dtype)
-        elif "model" not in self.model_fields_set:
-            self.model = self.guard.model_name
         return self
 
     # ------------------------------------------------------------------ LangChain plumbing

@@ -13,14 +13,35 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from ras_guard import Decision, GuardedGeneration, RiskAssessment
 
 from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
 
-__all__ = ["Turn", "decide", "generation_kwargs", "ras_metadata"]
+__all__ = ["Pending", "Turn", "decide", "generation_kwargs", "ras_metadata"]
 
 _NO_USAGE = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
+
+
+@dataclass
+class Pending:
+    """One call after conversion, before its assessment.
+
+    Attributes:
+        messages: The request as ras-guard chat dicts (images as bytes).
+        generate_kwargs: Arguments of ``guard.generate`` without ``risk`` / ``assessment``.
+        record: The caller's risk (as a given record) or reused assessment; None: assess it.
+        risk_given: The caller gave ``ras_risk`` (the answer is steered with ``risk=``).
+        tool_names: Names of the bound tools.
+        forced: The tool ``tool_choice`` forces, if exactly one.
+    """
+
+    messages: list[dict[str, Any]]
+    generate_kwargs: dict[str, Any]
+    record: RiskAssessment | None = None
+    risk_given: bool = False
+    tool_names: list[str] = field(default_factory=list)
+    forced: str | None = None
 
 
 @dataclass
@@ -50,6 +71,11 @@ class Turn:
     forced: str | None = None
 
     # ------------------------------------------------------------------ whole messages
+    def result(self, gen: GuardedGeneration | None) -> ChatResult:
+        """The ``ChatResult`` of the call: the refusal when ``gen`` is None (blocked), else the answer."""
+        message = self.refusal_message() if gen is None else self.answer_message(gen)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
     def refusal_message(self) -> AIMessage:
         """The answer of a blocked request: a standard refusal block, nothing generated."""
         return AIMessage(

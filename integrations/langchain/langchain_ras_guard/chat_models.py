@@ -20,7 +20,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -35,13 +35,15 @@ from ras_guard.errors import (
 from typing_extensions import Self, override
 
 from . import _runs
+from ._batch import BatchingChatModel, current_row
+from ._chunk import run_chunk
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
 from ._options import check_unknown
 from ._streams import apieces, pieces
 from ._tools import ToolTextBuffer, forced_tool
-from ._turns import Turn, decide, generation_kwargs, ras_metadata
+from ._turns import Pending, Turn, decide, generation_kwargs, ras_metadata
 
 __all__ = ["RAS_EVENT", "RASGuardedChatModel"]
 
@@ -63,7 +65,7 @@ def _load_guard(model: str, calibration: str | None, device: str | None, dtype: 
         return guard
 
 
-class RASGuardedChatModel(_runs.RunLinkedChatModel):
+class RASGuardedChatModel(BatchingChatModel):
     """A local (multimodal) chat model whose answers are guarded by Risk-adaptive Activation Steering.
 
     Each call is assessed first (risk in [0, 1]); the assessment is sent to callback handlers as the custom
@@ -92,7 +94,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
     model: str
-    """Required (unless ``guard`` is given): checkpoint folder, or ``"demo"`` for the bundled toy demo model."""
+    """Required (unless ``guard`` is given): checkpoint folder, or ``"demo"`` for the bundled toy model."""
     calibration: str | None = None
     """Calibration folder; None: the model's bundled one (the demo's), else a ``ras_risk``-only guard."""
     guard: RASGuard | None = Field(default=None, exclude=True)
@@ -135,7 +137,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     @model_validator(mode="before")
     @classmethod
     def _check_options(cls, data: Any) -> Any:
-        """Unknown keywords raise (naming the closest option); ``model`` is required unless ``guard`` is given."""
+        """Unknown keywords raise, naming the closest option; ``model`` is required unless ``guard`` is."""
         if isinstance(data, dict):
             known = {n for n, f in cls.model_fields.items()} | {
                 f.alias for f in cls.model_fields.values() if f.alias
@@ -145,8 +147,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
                 guard = data.get("guard")
                 if guard is None:
                     raise UnknownOptionError(
-                        f"{cls.__name__} needs model=...: a local checkpoint folder (with calibration=...), or "
-                        "model='demo' for the bundled 2.65M-parameter demo model (a toy: never use it to "
+                        f"{cls.__name__} needs model=...: a local checkpoint folder (with calibration=...), "
+                        "or model='demo' for the bundled 2.65M-parameter demo model (a toy: never use it to "
                         "guard real traffic); or guard=... to share a loaded RASGuard."
                     )
                 data = {**data, "model": guard.model_name}
@@ -293,8 +295,10 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
             given=True,
         )
 
-    def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
-        """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""
+    def _pending(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> Pending:
+        """Convert and check a call, up to its assessment (blocking; a worker thread for async calls)."""
         guard = self._guard()
         kw = dict(kwargs)
         for key in ("stream", "ls_structured_output_format", "structured_output_format"):
@@ -323,36 +327,64 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
                 kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p, timeout=self.timeout
             ),
         }
+        record: RiskAssessment | None = None
         if given is not None:
             if not 0.0 <= float(given) <= 1.0:
                 raise InvalidMessageError(f"ras_risk must lie in [0, 1], got {given!r}.")
             record = self._given(converted, float(given))
-            gen_kwargs["risk"] = float(given)
+        elif isinstance(assessment, dict):
+            record = RiskAssessment(
+                **{**assessment, "image_sha256": tuple(assessment.get("image_sha256", ()))}
+            )
+        elif assessment is not None:
+            record = assessment
+        names = [t["function"]["name"] for t in tools or []]
+        return Pending(
+            messages=converted,
+            generate_kwargs=gen_kwargs,
+            record=record,
+            risk_given=given is not None,
+            tool_names=names,
+            forced=forced_tool(tool_choice, names) if tools else None,
+        )
+
+    def _decided(self, pending: Pending, record: RiskAssessment) -> Turn:
+        """The policy's decision on an assessed call, and the arguments of its answer."""
+        gen_kwargs = dict(pending.generate_kwargs)
+        if pending.risk_given:
+            gen_kwargs["risk"] = record.risk
         else:
-            if isinstance(assessment, dict):
-                assessment = RiskAssessment(
-                    **{**assessment, "image_sha256": tuple(assessment.get("image_sha256", ()))}
-                )
-            record = assessment if assessment is not None else guard.assess(converted)
             gen_kwargs["assessment"] = record
         if self.policy == "monitor":
             gen_kwargs.pop("assessment", None)
             gen_kwargs["risk"] = 0.0
         decision = decide(
-            self.policy, record.risk, block_threshold=self.block_threshold, risk_floor=guard.config.risk_floor
+            self.policy,
+            record.risk,
+            block_threshold=self.block_threshold,
+            risk_floor=self._guard().config.risk_floor,
         )
-        names = [t["function"]["name"] for t in tools or []]
         return Turn(
-            messages=converted,
+            messages=pending.messages,
             decision=decision,
             ras=self.ras_metadata(record, decision),
             generate_kwargs=gen_kwargs,
             model_name=self.model_name,
             refusal=self.refusal_message,
             policy=self.policy,
-            tool_names=names,
-            forced=forced_tool(tool_choice, names) if tools else None,
+            tool_names=pending.tool_names,
+            forced=pending.forced,
         )
+
+    def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
+        """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""
+        pending = self._pending(messages, stop, kwargs)
+        record = pending.record if pending.record is not None else self._guard().assess(pending.messages)
+        return self._decided(pending, record)
+
+    def _batch_work(self, requests: list[Any]) -> list[Any]:
+        """One pooled chunk of ``batch`` / ``abatch`` (see :mod:`._batch`)."""
+        return run_chunk(self._guard(), self._decided, requests)
 
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
         return _runs.RunLink.from_run_manager(self, run_manager) if run_manager else _runs.current(self)
@@ -364,12 +396,15 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if (row := current_row(self)) is not None:  # a row of batch(): answered with its chunk
+            turn, gen = row.collector.submit(row, self._pending(messages, stop, kwargs))
+            _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
+            return turn.result(gen)
         turn = self._begin(messages, stop, kwargs)
         _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
-        gen = self._guard().generate(turn.messages, **turn.generate_kwargs)
-        return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
+            return turn.result(None)
+        return turn.result(self._guard().generate(turn.messages, **turn.generate_kwargs))
 
     async def _agenerate(
         self,
@@ -378,12 +413,18 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if (row := current_row(self)) is not None:  # a row of abatch(): answered with its chunk
+            pending = await asyncio.to_thread(self._pending, messages, stop, kwargs)
+            turn, gen = await row.collector.asubmit(row, pending)
+            await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
+            return turn.result(gen)
         turn = await asyncio.to_thread(self._begin, messages, stop, kwargs)
         await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
-        gen = await asyncio.to_thread(self._guard().generate, turn.messages, **turn.generate_kwargs)
-        return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
+            return turn.result(None)
+        return turn.result(
+            await asyncio.to_thread(self._guard().generate, turn.messages, **turn.generate_kwargs)
+        )
 
     # ------------------------------------------------------------------ streaming
     def _open(self, turn: Turn) -> tuple[GuardedStream, ToolTextBuffer | None]:

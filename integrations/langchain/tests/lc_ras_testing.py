@@ -247,6 +247,20 @@ class FakeGuard(RASGuard):
         self._record("generate", kw)
         return self._generation(messages, kw)
 
+    def assess_batch(self, batch: Any) -> list[RiskAssessment]:  # type: ignore[override]
+        self._record("assess_batch", len(batch))
+        return [self.assess(m) for m in batch]
+
+    def generate_batch(  # type: ignore[override]
+        self, batch: Any, *, assessments: Any = None, risks: Any = None, **kw: Any
+    ) -> list[GuardedGeneration]:
+        self._record("generate_batch", {"rows": len(batch), **kw})
+        out = []
+        for i, messages in enumerate(batch):
+            one = {**kw, "assessment": assessments[i]} if assessments else {**kw, "risk": risks[i]}
+            out.append(self._generation(messages, one))
+        return out
+
     def stream(self, messages: Any, **kw: Any) -> FakeStream:  # type: ignore[override]
         self._record("stream", kw)
         gen = self._generation(messages, kw)

@@ -30,6 +30,7 @@ __all__ = [
     "InvalidMessageError",
     "ModelLoadError",
     "RASGuardError",
+    "RequestBlockedError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
     "UnknownOptionError",
@@ -108,3 +109,14 @@ class UnknownOptionError(RASGuardError, TypeError):
     The message names the closest known option; it is a :class:`TypeError`, as Python's "unexpected keyword
     argument" is.
     """
+
+
+class RequestBlockedError(RASGuardError):
+    """A guarded request was refused at high risk, and the caller asked for an exception instead of a refusal.
+
+    Raised by the LangChain middleware with ``raise_on_violation=True``; ``record`` holds the risk metadata.
+    """
+
+    def __init__(self, message: str, record: dict | None = None) -> None:
+        super().__init__(message)
+        self.record = dict(record or {})

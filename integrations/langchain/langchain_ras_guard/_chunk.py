@@ -15,6 +15,7 @@ from typing import Any
 
 from ras_guard import Decision, GuardedGeneration, RASGuard, RiskAssessment
 
+from ._conventions import seeded
 from ._turns import Pending, Turn
 
 __all__ = ["run_chunk"]
@@ -72,6 +73,7 @@ def _generate(guard: RASGuard, turns: list[tuple[int, Turn]], out: list[Any]) ->
             groups.append((common, [(i, turn)]))
     for common, members in groups:
         try:
+            seeded(members[0][1].seed)
             gens = guard.generate_batch(
                 [t.messages for _, t in members],
                 assessments=[_answer_record(guard, t) for _, t in members],
@@ -82,6 +84,7 @@ def _generate(guard: RASGuard, turns: list[tuple[int, Turn]], out: list[Any]) ->
         except Exception:  # noqa: BLE001 - redo one by one: each row its own answer or error
             for i, turn in members:
                 try:
+                    seeded(turn.seed)
                     out[i] = (turn, guard.generate(turn.messages, **turn.generate_kwargs))
                 except Exception as exc:  # noqa: BLE001
                     out[i] = exc

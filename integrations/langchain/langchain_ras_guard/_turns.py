@@ -20,6 +20,8 @@ from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
 
 __all__ = ["Pending", "Turn", "decide", "generation_kwargs", "ras_metadata"]
 
+MODEL_PROVIDER = "ras_guard"
+"""``response_metadata["model_provider"]`` of every answer (on the last chunk when streaming)."""
 _NO_USAGE = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
 
 
@@ -34,6 +36,7 @@ class Pending:
         risk_given: The caller gave ``ras_risk`` (the answer is steered with ``risk=``).
         tool_names: Names of the bound tools.
         forced: The tool ``tool_choice`` forces, if exactly one.
+        seed: Seed of torch's generator before the answer (None: not seeded).
     """
 
     messages: list[dict[str, Any]]
@@ -42,6 +45,7 @@ class Pending:
     risk_given: bool = False
     tool_names: list[str] = field(default_factory=list)
     forced: str | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Turn:
         model_name: Reported model name.
         refusal: Text of the refusal block.
         policy: The model's policy.
+        seed: Seed of torch's generator before the answer (None: not seeded).
     """
 
     messages: list[dict[str, Any]]
@@ -69,6 +74,7 @@ class Turn:
     policy: str
     tool_names: list[str] = field(default_factory=list)
     forced: str | None = None
+    seed: int | None = None
 
     # ------------------------------------------------------------------ whole messages
     def result(self, gen: GuardedGeneration | None) -> ChatResult:
@@ -81,7 +87,12 @@ class Turn:
         return AIMessage(
             content=[{"type": "refusal", "refusal": self.refusal}],
             usage_metadata=_NO_USAGE,
-            response_metadata={"model_name": self.model_name, "finish_reason": "refusal", "ras": self.ras},
+            response_metadata={
+                "model_name": self.model_name,
+                "model_provider": MODEL_PROVIDER,
+                "finish_reason": "refusal",
+                "ras": self.ras,
+            },
         )
 
     def answer_message(self, gen: GuardedGeneration) -> AIMessage:
@@ -97,6 +108,7 @@ class Turn:
             usage_metadata=usage(gen),
             response_metadata={
                 "model_name": self.model_name,
+                "model_provider": MODEL_PROVIDER,
                 "finish_reason": "tool_calls" if parsed.tool_calls else gen.finish_reason,
                 "ras": ras,
             },
@@ -126,7 +138,11 @@ class Turn:
             msg = AIMessageChunk(
                 content=[],
                 usage_metadata=_NO_USAGE,
-                response_metadata={"model_name": self.model_name, "finish_reason": "refusal"},
+                response_metadata={
+                    "model_name": self.model_name,
+                    "model_provider": MODEL_PROVIDER,
+                    "finish_reason": "refusal",
+                },
                 chunk_position="last",
             )
             return ChatGenerationChunk(message=msg)
@@ -137,6 +153,7 @@ class Turn:
             usage_metadata=usage(result),
             response_metadata={
                 "model_name": self.model_name,
+                "model_provider": MODEL_PROVIDER,
                 "finish_reason": "tool_calls" if calls else result.finish_reason,
             },
             chunk_position="last",

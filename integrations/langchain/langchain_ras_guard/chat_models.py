@@ -37,6 +37,7 @@ from typing_extensions import Self, override
 from . import _runs
 from ._batch import BatchingChatModel, current_row
 from ._chunk import run_chunk
+from ._conventions import ConventionsMixin, guard_profile, seeded, warn_if_no_tool_calls
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
@@ -65,7 +66,7 @@ def _load_guard(model: str, calibration: str | None, device: str | None, dtype: 
         return guard
 
 
-class RASGuardedChatModel(BatchingChatModel):
+class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     """A local (multimodal) chat model whose answers are guarded by Risk-adaptive Activation Steering.
 
     Each call is assessed first (risk in [0, 1]); the assessment is sent to callback handlers as the custom
@@ -131,6 +132,12 @@ class RASGuardedChatModel(BatchingChatModel):
     """Largest accepted image (downloads stop reading past it)."""
     image_timeout: float = Field(default=10.0, gt=0.0)
     """Seconds allowed to fetch one image URL (DNS, retries, redirects and body)."""
+    seed: int | None = None
+    """Seed of torch's generator, set right before each sampled answer (reproducible runs on one device);
+    None (default): not seeded. A ``batch`` chunk is seeded once, so its rows differ from one-by-one calls."""
+    include_visual_context: bool = True
+    """Report the image description (``visual_context``) in ``response_metadata["ras"]``, the
+    ``ras_risk_assessed`` event and agent state (default True); False reports None there."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``)."""
 
@@ -159,6 +166,8 @@ class RASGuardedChatModel(BatchingChatModel):
         """Build (or reuse) the guard."""
         if self.guard is None:
             self.guard = _load_guard(self.model, self.calibration, self.device, self.dtype)
+        if self.profile is None and getattr(self.guard, "backend", None) is not None:
+            self.profile = guard_profile(self.guard)
         return self
 
     # ------------------------------------------------------------------ LangChain plumbing
@@ -265,6 +274,7 @@ class RASGuardedChatModel(BatchingChatModel):
                 "to "
                 "another model."
             )
+        warn_if_no_tool_calls(self.profile, self.model)
         formatted = [convert_to_openai_tool(t) for t in tools]
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
@@ -280,7 +290,10 @@ class RASGuardedChatModel(BatchingChatModel):
             >>> llm.ras_metadata(llm.assess("hi"), "answered")["decision"]  # doctest: +SKIP
             'answered'
         """
-        return ras_metadata(assessment, decision, policy=self.policy, model_name=self.model_name)
+        ras = ras_metadata(assessment, decision, policy=self.policy, model_name=self.model_name)
+        if not self.include_visual_context:
+            ras["visual_context"] = None
+        return ras
 
     def _given(self, converted: list[dict[str, Any]], risk: float) -> RiskAssessment:
         """The assessment-shaped record of a caller-given risk (image hashes included)."""
@@ -313,6 +326,7 @@ class RASGuardedChatModel(BatchingChatModel):
         given = kw.pop("ras_risk", None)
         assessment = kw.pop("ras_assessment", None)
         max_new = int(kw.pop("max_tokens", None) or self.max_tokens)
+        seed = kw.pop("seed", self.seed)
         if tools and tool_choice == "none":
             tools = None
         if tools and not guard.supports_tools:
@@ -346,6 +360,7 @@ class RASGuardedChatModel(BatchingChatModel):
             risk_given=given is not None,
             tool_names=names,
             forced=forced_tool(tool_choice, names) if tools else None,
+            seed=seed,
         )
 
     def _decided(self, pending: Pending, record: RiskAssessment) -> Turn:
@@ -374,6 +389,7 @@ class RASGuardedChatModel(BatchingChatModel):
             policy=self.policy,
             tool_names=pending.tool_names,
             forced=pending.forced,
+            seed=pending.seed,
         )
 
     def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
@@ -404,6 +420,7 @@ class RASGuardedChatModel(BatchingChatModel):
         _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
             return turn.result(None)
+        seeded(turn.seed)
         return turn.result(self._guard().generate(turn.messages, **turn.generate_kwargs))
 
     async def _agenerate(
@@ -427,7 +444,12 @@ class RASGuardedChatModel(BatchingChatModel):
         )
 
     # ------------------------------------------------------------------ streaming
+    def _answer(self, turn: Turn) -> Any:
+        seeded(turn.seed)
+        return self._guard().generate(turn.messages, **turn.generate_kwargs)
+
     def _open(self, turn: Turn) -> tuple[GuardedStream, ToolTextBuffer | None]:
+        seeded(turn.seed)
         stream = self._guard().stream(turn.messages, **turn.generate_kwargs)
         return stream, (ToolTextBuffer(turn.tool_names, turn.forced) if turn.tool_names else None)
 

@@ -3,9 +3,9 @@
 * ``get_token_ids`` / ``get_num_tokens`` use the checkpoint's own tokenizer (LangChain's default is GPT-2's,
   which this package does not ship, so it counted 0 and ``trim_messages`` never trimmed);
   ``get_num_tokens_from_messages`` renders the chat template, as the model will see it (images included).
-* The profile states what the checkpoint does: tool calling when its chat template renders tools and the model is
-  not known to ignore them (the bundled demo model is a toy that never calls tools), image input when it is a
-  vision-language model, the context window from its config.
+* The profile states what the checkpoint does: tool calling when its chat template renders tools and the
+  model is not known to ignore them (the bundled demo model is a toy that never calls tools), image input
+  when it is a vision-language model, the context window from its config.
 * ``seed`` seeds torch's random generator right before a sampled answer.
 
 Example:
@@ -85,8 +85,8 @@ def warn_if_no_tool_calls(profile: ModelProfile | None, model: str) -> None:
     """Warn when tools are bound to a model its profile says does not call them."""
     if profile and profile.get("tool_calling") is False:
         warnings.warn(
-            f"tools were bound to {model!r}, whose profile says it does not call tools (the bundled demo model "
-            "is a toy that never does): its answers will be plain text. Use a tool-calling checkpoint "
+            f"tools were bound to {model!r}, whose profile says it does not call tools (the bundled demo "
+            "model is a toy that never does): its answers will be plain text. Use a tool-calling checkpoint "
             "(e.g. Qwen2.5-VL) to act on tools.",
             UserWarning,
             stacklevel=3,
@@ -143,7 +143,9 @@ class ConventionsMixin:
         custom = getattr(self, "custom_get_token_ids", None)
         return custom(text) if custom is not None else token_ids(self._guard(), text)
 
-    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
         """Prompt tokens of ``messages`` as the chat template renders them (images and tools included).
 
         Example:

@@ -1,11 +1,12 @@
 """LangChain messages to ras-guard chat dicts, through langchain-core's own converter (private).
 
-Every message form LangChain produces (v1 blocks, OpenAI ``image_url`` blocks, legacy ``source_type`` blocks,
-Anthropic ``source`` images, ``tool_use`` / ``tool_result`` histories, ``thinking`` blocks) is first turned into
-OpenAI chat dicts by ``langchain_core.messages.convert_to_openai_messages``. What is ours is only the images:
-every ``image_url`` (a data URI or an http(s) URL, fetched with SSRF protection) becomes validated bytes here, so
-the core never sees a URL, plus three image forms the converter does not take (a PIL image or raw bytes in an
-``image`` block, base64 without a ``mime_type``, an Anthropic ``url`` source), resolved before it runs.
+Every message form LangChain produces (v1 blocks, OpenAI ``image_url`` blocks, legacy ``source_type``
+blocks, Anthropic ``source`` images, ``tool_use`` / ``tool_result`` histories, ``thinking`` blocks) is first
+turned into OpenAI chat dicts by ``langchain_core.messages.convert_to_openai_messages``. What is ours is only
+the images: every ``image_url`` (a data URI or an http(s) URL, fetched with SSRF protection) becomes validated
+bytes here, so the core never sees a URL, plus three image forms the converter does not take (a PIL image or
+raw bytes in an ``image`` block, base64 without a ``mime_type``, an Anthropic ``url`` source), resolved before
+it runs.
 
 Example:
     >>> from langchain_core.messages import HumanMessage
@@ -132,12 +133,14 @@ def to_guard_messages(messages: Sequence[BaseMessage], images: ImageResolver) ->
     """Convert LangChain messages into the chat dicts :class:`ras_guard.RASGuard` takes.
 
     Args:
-        messages: Any LangChain messages (system, human, AI with tool calls or ``tool_use`` blocks, tool, chat).
+        messages: Any LangChain messages (system, human, AI with tool calls or ``tool_use`` blocks, tool,
+            chat).
         images: Resolves image blocks to bytes.
 
     Returns:
-        ``[{"role": ..., "content": [parts], ...}]``; assistant tool calls in Hugging Face format (arguments as
-        dicts), tool messages with ``tool_call_id`` and ``name``; ``tool_result`` blocks become tool messages.
+        ``[{"role": ..., "content": [parts], ...}]``; assistant tool calls in Hugging Face format (arguments
+        as dicts), tool messages with ``tool_call_id`` and ``name``; ``tool_result`` blocks become tool
+        messages.
 
     Raises:
         InvalidMessageError: A message that maps to no role, or an unusable image.

@@ -27,14 +27,13 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
 from ras_guard.errors import (
-    InvalidMessageError,
     ModelLoadError,
     ToolCallingNotSupportedError,
     UnknownOptionError,
 )
 from typing_extensions import Self, override
 
-from . import _runs
+from . import _prepare, _runs
 from ._batch import BatchingChatModel, current_row
 from ._chunk import run_chunk
 from ._conventions import ConventionsMixin, guard_profile, seeded, warn_if_no_tool_calls
@@ -43,8 +42,8 @@ from ._images import ImageResolver
 from ._messages import to_guard_messages
 from ._options import check_unknown
 from ._streams import apieces, pieces
-from ._tools import ToolTextBuffer, forced_tool
-from ._turns import Pending, Turn, decide, generation_kwargs, ras_metadata
+from ._tools import ToolTextBuffer
+from ._turns import Pending, Turn, ras_metadata
 
 __all__ = ["RAS_EVENT", "RASGuardedChatModel"]
 
@@ -295,102 +294,15 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
             ras["visual_context"] = None
         return ras
 
-    def _given(self, converted: list[dict[str, Any]], risk: float) -> RiskAssessment:
-        """The assessment-shaped record of a caller-given risk (image hashes included)."""
-        guard = self._guard()
-        return RiskAssessment(
-            risk=risk,
-            similarity=float("nan"),
-            visual_context="",
-            reformulated_prompt="",
-            calibration_id=guard.calibration.calibration_id if guard.calibration is not None else "",
-            image_sha256=tuple(guard.normalize(converted).image_hashes),
-            given=True,
-        )
-
     def _pending(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> Pending:
-        """Convert and check a call, up to its assessment (blocking; a worker thread for async calls)."""
-        guard = self._guard()
-        kw = dict(kwargs)
-        for key in ("stream", "ls_structured_output_format", "structured_output_format"):
-            kw.pop(key, None)
-        if kw.pop("model", None) not in (None, self.model):
-            raise InvalidMessageError(
-                "a per-call model override is not supported (the model is loaded locally); create another "
-                "RASGuardedChatModel (pass guard=... to share a loaded one)."
-            )
-        tools = kw.pop("tools", None) or None
-        tool_choice = kw.pop("tool_choice", None)
-        given = kw.pop("ras_risk", None)
-        assessment = kw.pop("ras_assessment", None)
-        max_new = int(kw.pop("max_tokens", None) or self.max_tokens)
-        seed = kw.pop("seed", self.seed)
-        if tools and tool_choice == "none":
-            tools = None
-        if tools and not guard.supports_tools:
-            raise ToolCallingNotSupportedError(f"the chat template of {self.model!r} does not render tools.")
-        temperature, top_p = kw.pop("temperature", self.temperature), kw.pop("top_p", self.top_p)
-        converted = to_guard_messages(messages, self._resolver())
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "stop": (stop if stop is not None else self.stop) or None,
-            "tools": tools,
-            **generation_kwargs(
-                kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p, timeout=self.timeout
-            ),
-        }
-        record: RiskAssessment | None = None
-        if given is not None:
-            if not 0.0 <= float(given) <= 1.0:
-                raise InvalidMessageError(f"ras_risk must lie in [0, 1], got {given!r}.")
-            record = self._given(converted, float(given))
-        elif isinstance(assessment, dict):
-            record = RiskAssessment(
-                **{**assessment, "image_sha256": tuple(assessment.get("image_sha256", ()))}
-            )
-        elif assessment is not None:
-            record = assessment
-        names = [t["function"]["name"] for t in tools or []]
-        return Pending(
-            messages=converted,
-            generate_kwargs=gen_kwargs,
-            record=record,
-            risk_given=given is not None,
-            tool_names=names,
-            forced=forced_tool(tool_choice, names) if tools else None,
-            seed=seed,
-        )
+        """Convert and check a call, up to its assessment (see :func:`._prepare.pending`)."""
+        return _prepare.pending(self, messages, stop, kwargs)
 
     def _decided(self, pending: Pending, record: RiskAssessment) -> Turn:
-        """The policy's decision on an assessed call, and the arguments of its answer."""
-        gen_kwargs = dict(pending.generate_kwargs)
-        if pending.risk_given:
-            gen_kwargs["risk"] = record.risk
-        else:
-            gen_kwargs["assessment"] = record
-        if self.policy == "monitor":
-            gen_kwargs.pop("assessment", None)
-            gen_kwargs["risk"] = 0.0
-        decision = decide(
-            self.policy,
-            record.risk,
-            block_threshold=self.block_threshold,
-            risk_floor=self._guard().config.risk_floor,
-        )
-        return Turn(
-            messages=pending.messages,
-            decision=decision,
-            ras=self.ras_metadata(record, decision),
-            generate_kwargs=gen_kwargs,
-            model_name=self.model_name,
-            refusal=self.refusal_message,
-            policy=self.policy,
-            tool_names=pending.tool_names,
-            forced=pending.forced,
-            seed=pending.seed,
-        )
+        """The policy's decision on an assessed call (see :func:`._prepare.decided`)."""
+        return _prepare.decided(self, pending, record)
 
     def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
         """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""

@@ -92,12 +92,12 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
     ) -> None:
         super().__init__()
         check_unknown(type(self).__name__, unknown, _OPTIONS)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
             raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
         if guard_model is not None and not isinstance(guard_model, RASGuardedChatModel):
             raise TypeError(
-                f"guard_model must be a RASGuardedChatModel, got {type(guard_model).__name__}; build one with "
-                "RASGuardedChatModel(model='/path/to/checkpoint', calibration=...)."
+                f"guard_model must be a RASGuardedChatModel, got {type(guard_model).__name__}; build one "
+                "with RASGuardedChatModel(model='/path/to/checkpoint', calibration=...)."
             )
         self.threshold = float(threshold)
         self.guard_model = guard_model

@@ -13,7 +13,9 @@ from lc_ras_testing import demo_available
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_quick_start_runs_offline(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quick_start_runs_offline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     if not demo_available():
         pytest.skip("the demo model's assets are not installed")
     section = README.read_text().split("## Quick start", 1)[1]

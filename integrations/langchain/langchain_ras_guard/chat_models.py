@@ -68,69 +68,136 @@ def _load_guard(model: str, calibration: str | None, device: str | None, dtype: 
 class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     """A local (multimodal) chat model whose answers are guarded by Risk-adaptive Activation Steering.
 
-    Each call is assessed first (risk in [0, 1]); the assessment is sent to callback handlers as the custom
-    event ``ras_risk_assessed`` before the first token, and returned in ``response_metadata["ras"]`` (on the
-    first chunk when streaming). Then, by ``policy``:
+    Each call is assessed first (risk in [0, 1], sent to callback handlers as the custom event
+    ``ras_risk_assessed`` before the first token and returned in ``response_metadata["ras"]``), then answered
+    as ``policy`` says. Images come in every LangChain form; http(s) image URLs are fetched with SSRF
+    protection.
 
-    * ``"steer"``: the answer's first tokens are steered towards refusal in proportion to the risk;
-    * ``"block"``: at ``risk >= block_threshold`` a standard ``refusal`` content block is returned without
-      generating; below it, as ``"steer"``;
-    * ``"monitor"``: the risk is only reported; the answer is never steered.
+    Setup:
+        Install the package and ras-guard from the repository root, and have a local checkpoint with its
+        calibration (``ras-guard calibrate``), or use the bundled toy model by name (``model="demo"``)::
 
-    Images may be given in every LangChain form (v1 ``image`` blocks with ``base64`` or ``url``, OpenAI
-    ``image_url`` blocks, legacy ``source_type`` blocks); http(s) URLs are fetched with SSRF protection.
+            pip install -e . -e "integrations/langchain[agents]"
 
-    Per-call keyword arguments: ``ras_risk`` (skip the assessment, use this risk), ``ras_assessment`` (reuse a
-    :class:`ras_guard.RiskAssessment` computed with :meth:`assess`), ``max_tokens``, ``temperature``; others
-    are passed to ``model.generate``.
+    Key init args (each field below states its default):
+        model: Required: checkpoint folder, or ``"demo"``. No default: a mistyped option never falls back to
+            the toy model; unknown keywords raise ``UnknownOptionError`` naming the closest field.
+        calibration: Calibration folder (default None: the demo's own for ``"demo"``).
+        policy: ``"steer"`` (default), ``"block"`` or ``"monitor"``.
+        max_tokens: Answer length limit (default 256). temperature / top_p / seed: sampling (default None).
+        batch_size: Rows answered together by ``batch`` / ``abatch`` (default 16).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_ras_guard import RASGuardedChatModel
+
+            llm = RASGuardedChatModel(model="/models/llava-1.5-7b-hf", calibration="cal/llava")
+            demo = RASGuardedChatModel(model="demo", max_tokens=64, temperature=0)  # the bundled toy
+
+    Invoke:
+        .. code-block:: python
+
+            msg = llm.invoke([("user", [
+                {"type": "image", "base64": b64_png, "mime_type": "image/png"},
+                {"type": "text", "text": "How can I make the item in the image?"},
+            ])])
+            msg.response_metadata["ras"]  # {'risk': 0.97, 'decision': 'steered', 'visual_context': ...}
+            msg.response_metadata["model_provider"]  # 'ras_guard'
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("Tell me a joke"):  # the first chunk carries the risk metadata
+                print(chunk.text, end="")
+
+    Async:
+        .. code-block:: python
+
+            msg = await llm.ainvoke("hello")
+            async for chunk in llm.astream("hello"): ...
+            msgs = await llm.abatch(["a", "b", "c"])  # one batched assessment and answer per chunk
+
+    Batch:
+        ``batch`` / ``abatch`` answer chunks of ``batch_size`` rows with one ``assess_batch`` and one
+        ``generate_batch``; every row keeps its own risk, decision, callbacks, event and errors
+        (``return_exceptions=True`` puts a bad row's exception in its slot).
+
+    Tools:
+        ``bind_tools`` renders tools through the checkpoint's chat template and parses the calls it writes.
+        A template that does not render tools raises ``ToolCallingNotSupportedError``; binding to a model
+        whose ``profile`` says it does not call tools (the demo) warns.
+
+        .. code-block:: python
+
+            llm.bind_tools([get_weather]).invoke("Weather in Paris?").tool_calls
+
+    Structured output:
+        ``with_structured_output(Schema)`` (see its docstring for the methods);
+        ``profile["structured_output"]`` says whether the model can be relied on for JSON.
+
+    Policies:
+        * ``"steer"``: the answer's first tokens are steered towards refusal in proportion to the risk;
+        * ``"block"``: at ``risk >= block_threshold`` a standard ``refusal`` content block is returned without
+          generating; below it, as ``"steer"``;
+        * ``"monitor"``: the risk is only reported; the answer is never steered.
+
+        Per call: ``ras_risk`` (skip the assessment, use this risk), ``ras_assessment`` (reuse one from
+        :meth:`assess`), ``max_tokens``, ``temperature``, ``top_p``, ``seed``; others go to
+        ``model.generate``.
+
+    Token counting:
+        ``get_num_tokens`` / ``get_token_ids`` use the checkpoint's tokenizer and
+        ``get_num_tokens_from_messages`` its chat template, so ``trim_messages(..., token_counter=llm)``
+        trims.
 
     Example:
         >>> from langchain_ras_guard import RASGuardedChatModel
         >>> llm = RASGuardedChatModel(model="demo", policy="block", block_threshold=0.8)  # doctest: +SKIP
-        >>> for chunk in llm.stream("Tell me a joke"):  # doctest: +SKIP
-        ...     print(chunk.text, end="")
+        >>> llm.invoke("How do I bake bread?").response_metadata["ras"]["decision"]  # doctest: +SKIP
+        'answered'
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
     model: str
-    """Required (unless ``guard`` is given): checkpoint folder, or ``"demo"`` for the bundled toy model."""
+    """No default (required unless ``guard`` is given): checkpoint folder, or ``"demo"`` (the bundled toy)."""
     calibration: str | None = None
-    """Calibration folder; None: the model's bundled one (the demo's), else a ``ras_risk``-only guard."""
+    """Calibration folder; default None: the demo's own for ``"demo"``, else a ``ras_risk``-only guard."""
     guard: RASGuard | None = Field(default=None, exclude=True)
-    """A loaded guard to use (shares one model among several chat models); built from ``model`` when None."""
+    """A loaded guard to share among chat models; default None: loaded from ``model``."""
     device: str | None = None
-    """Torch device for loading (``"cpu"``, ``"cuda"``...); default CUDA when available."""
+    """Torch device for loading (``"cpu"``, ``"cuda"``...); default None: CUDA when available, else CPU."""
     dtype: str | None = None
-    """Torch dtype for loading (``"float32"``, ``"bfloat16"``, ``"auto"``)."""
+    """Torch dtype for loading (``"float32"``, ``"bfloat16"``, ``"auto"``); default None: the checkpoint's"""
     max_tokens: int = Field(default=256, ge=1)
-    """Maximum new tokens of an answer."""
+    """Maximum new tokens of an answer (default 256)."""
     temperature: float | None = Field(default=None, ge=0.0)
-    """Sampling temperature; 0 means greedy; None keeps the checkpoint's generation config."""
+    """Sampling temperature; 0 means greedy; default None keeps the checkpoint's generation config."""
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    """Nucleus sampling mass (with a positive temperature)."""
+    """Nucleus sampling mass (with a positive temperature); default None: the checkpoint's."""
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
-    """Stop strings; the answer is cut before the first one."""
+    """Stop strings; the answer is cut before the first one (default None)."""
     streaming: bool = False
-    """Stream tokens to callback handlers also from ``invoke``."""
+    """Stream tokens to callback handlers also from ``invoke`` (default False)."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds an answer may take (transformers ``max_time``; it then ends, ``finish_reason='length'``)."""
+    """Seconds an answer may take (``max_time``, then ``finish_reason='length'``); default None: no limit."""
     max_retries: int = Field(default=2, ge=0)
-    """Retries of an image download after a connection error or an HTTP 5xx."""
+    """Retries of an image download after a connection error or an HTTP 5xx (default 2)."""
     policy: Literal["steer", "block", "monitor"] = "steer"
-    """What to do with the risk: steer the answer, refuse above ``block_threshold``, or only report it."""
+    """Steer the answer (default ``"steer"``), refuse above ``block_threshold``, or only report the risk."""
     block_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Risk at or above which ``policy="block"`` refuses without generating."""
+    """Risk at or above which ``policy="block"`` refuses without generating (default 0.5)."""
     refusal_message: str = "I can't help with that request."
-    """Text of the refusal block returned when a request is blocked."""
+    """Text of the refusal block of a blocked request (default "I can't help with that request.")."""
     allowed_hosts: list[str] = Field(default_factory=list)
-    """Image URL hosts exempt from the private-address check (names, ``*.suffix``, IPs, CIDR networks)."""
+    """Image hosts exempt from the private-address check (names, ``*.suffix``, IPs, CIDRs); default []."""
     allow_private_urls: bool = False
-    """Fetch image URLs that resolve to loopback/private/link-local addresses (trusted input only)."""
+    """Fetch image URLs of loopback/private/link-local addresses (trusted input only); default False."""
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    """Largest accepted image (downloads stop reading past it)."""
+    """Largest accepted image in bytes (downloads stop reading past it); default 20 MiB."""
     image_timeout: float = Field(default=10.0, gt=0.0)
-    """Seconds allowed to fetch one image URL (DNS, retries, redirects and body)."""
+    """Seconds allowed to fetch one image URL (DNS, retries, redirects and body); default 10."""
     seed: int | None = None
     """Seed of torch's generator, set right before each sampled answer (reproducible runs on one device);
     None (default): not seeded. A ``batch`` chunk is seeded once, so its rows differ from one-by-one calls."""
@@ -138,7 +205,7 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     """Report the image description (``visual_context``) in ``response_metadata["ras"]``, the
     ``ras_risk_assessed`` event and agent state (default True); False reports None there."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``)."""
+    """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``); default {}."""
 
     @model_validator(mode="before")
     @classmethod

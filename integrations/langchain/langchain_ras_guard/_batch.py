@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage
@@ -194,7 +194,7 @@ class BatchingChatModel(RunLinkedChatModel):
         out: list[Any] = []
         for part in _chunks(len(inputs), size):
             collector = Collector(self, len(part), self._batch_work)
-            cfgs = [{**configs[i], "max_concurrency": len(part)} for i in part]
+            cfgs = [cast("RunnableConfig", {**configs[i], "max_concurrency": len(part)}) for i in part]
             token = _COLLECTOR.set(collector)
             try:
                 out.extend(
@@ -221,7 +221,7 @@ class BatchingChatModel(RunLinkedChatModel):
         out: list[Any] = []
         for part in _chunks(len(inputs), size):
             collector = Collector(self, len(part), self._batch_work)
-            cfgs = [{**configs[i], "max_concurrency": None} for i in part]
+            cfgs = [cast("RunnableConfig", {**configs[i], "max_concurrency": None}) for i in part]
             token = _COLLECTOR.set(collector)
             try:
                 out.extend(

@@ -19,9 +19,10 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import BaseMessage, get_buffer_string
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -130,8 +131,41 @@ def count_messages(
 class ConventionsMixin:
     """Token counting with the checkpoint's tokenizer and the model profile (mixed into the chat model)."""
 
+    if TYPE_CHECKING:  # fields of the chat model
+        model: str
+        calibration: str | None
+        policy: str
+        block_threshold: float
+        max_tokens: int
+        temperature: float | None
+        stop: list[str] | None
+
     def _guard(self) -> RASGuard:  # provided by the chat model
         raise NotImplementedError
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        """What identifies the model in LangChain's cache and traces."""
+        return {
+            "model": self.model,
+            "calibration": self.calibration,
+            "policy": self.policy,
+            "block_threshold": self.block_threshold,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="ras_guard",
+            ls_model_name=str(kwargs.get("model") or self.model),
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        if ls_stop := stop or self.stop:
+            params["ls_stop"] = ls_stop
+        return params
 
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` by the checkpoint's own tokenizer (no special tokens).

@@ -12,12 +12,15 @@ Example:
 from __future__ import annotations
 
 import difflib
+import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ras_guard import RASGuard
 from ras_guard.errors import UnknownOptionError
 
-__all__ = ["ALIASES", "check_unknown", "closest"]
+__all__ = ["ALIASES", "chat_model_options", "check_unknown", "closest", "load_guard"]
 
 ALIASES: dict[str, str] = {
     "model_name": "model",
@@ -83,3 +86,40 @@ def check_unknown(owner: str, given: Mapping[str, Any], known: Iterable[str]) ->
     secret = any(s in name.lower() for s in ("key", "secret", "token", "password"))
     value = "..." if secret else f"{given[name]!r:.80}"
     raise UnknownOptionError(f"{owner} got an unknown option {name}={value}{others}: {hint}")
+
+
+def chat_model_options(owner: str, fields: Mapping[str, Any], data: Any) -> Any:
+    """The chat model's before-validator: unknown keywords raise; ``model`` is required unless ``guard`` is.
+
+    Raises:
+        UnknownOptionError: An unknown keyword, or neither ``model`` nor ``guard``.
+    """
+    if not isinstance(data, dict):
+        return data
+    known = set(fields) | {f.alias for f in fields.values() if getattr(f, "alias", None)}
+    check_unknown(owner, data, known)
+    if data.get("model") is None:
+        guard = data.get("guard")
+        if guard is None:
+            raise UnknownOptionError(
+                f"{owner} needs model=...: a local checkpoint folder (with calibration=...), or model='demo' "
+                "for the bundled 2.65M-parameter demo model (a toy: never use it to guard real traffic); or "
+                "guard=... to share a loaded RASGuard."
+            )
+        data = {**data, "model": guard.model_name}
+    return data
+
+
+_GUARDS: weakref.WeakValueDictionary[tuple[Any, ...], RASGuard] = weakref.WeakValueDictionary()
+_GUARDS_LOCK = threading.Lock()
+
+
+def load_guard(model: str, calibration: str | None, device: str | None, dtype: str | None) -> RASGuard:
+    """Load a guard once per (model, calibration, device, dtype) while some chat model still uses it."""
+    key = (model, calibration, device, dtype)
+    with _GUARDS_LOCK:
+        guard = _GUARDS.get(key)
+        if guard is None:
+            guard = RASGuard.from_pretrained(model, calibration, device=device, dtype=dtype)
+            _GUARDS[key] = guard
+        return guard

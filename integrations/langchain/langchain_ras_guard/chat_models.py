@@ -11,14 +11,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -29,7 +26,6 @@ from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
 from ras_guard.errors import (
     ModelLoadError,
     ToolCallingNotSupportedError,
-    UnknownOptionError,
 )
 from typing_extensions import Self, override
 
@@ -40,7 +36,7 @@ from ._conventions import ConventionsMixin, guard_profile, seeded, warn_if_no_to
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
-from ._options import check_unknown
+from ._options import chat_model_options, load_guard
 from ._streams import apieces, pieces
 from ._tools import ToolTextBuffer
 from ._turns import Pending, Turn, ras_metadata
@@ -49,20 +45,6 @@ __all__ = ["RAS_EVENT", "RASGuardedChatModel"]
 
 RAS_EVENT = "ras_risk_assessed"
 """Name of the custom callback event sent once per call, after the assessment and before the first token."""
-
-_GUARDS: weakref.WeakValueDictionary[tuple[Any, ...], RASGuard] = weakref.WeakValueDictionary()
-_GUARDS_LOCK = threading.Lock()
-
-
-def _load_guard(model: str, calibration: str | None, device: str | None, dtype: str | None) -> RASGuard:
-    """Load a guard once per (model, calibration, device, dtype) while some chat model still uses it."""
-    key = (model, calibration, device, dtype)
-    with _GUARDS_LOCK:
-        guard = _GUARDS.get(key)
-        if guard is None:
-            guard = RASGuard.from_pretrained(model, calibration, device=device, dtype=dtype)
-            _GUARDS[key] = guard
-        return guard
 
 
 class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
@@ -211,27 +193,13 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     @classmethod
     def _check_options(cls, data: Any) -> Any:
         """Unknown keywords raise, naming the closest option; ``model`` is required unless ``guard`` is."""
-        if isinstance(data, dict):
-            known = {n for n, f in cls.model_fields.items()} | {
-                f.alias for f in cls.model_fields.values() if f.alias
-            }
-            check_unknown(cls.__name__, data, known)
-            if data.get("model") is None:
-                guard = data.get("guard")
-                if guard is None:
-                    raise UnknownOptionError(
-                        f"{cls.__name__} needs model=...: a local checkpoint folder (with calibration=...), "
-                        "or model='demo' for the bundled 2.65M-parameter demo model (a toy: never use it to "
-                        "guard real traffic); or guard=... to share a loaded RASGuard."
-                    )
-                data = {**data, "model": guard.model_name}
-        return data
+        return chat_model_options(cls.__name__, cls.model_fields, data)
 
     @model_validator(mode="after")
     def _load(self) -> Self:
         """Build (or reuse) the guard."""
         if self.guard is None:
-            self.guard = _load_guard(self.model, self.calibration, self.device, self.dtype)
+            self.guard = load_guard(self.model, self.calibration, self.device, self.dtype)
         if self.profile is None and getattr(self.guard, "backend", None) is not None:
             self.profile = guard_profile(self.guard)
         return self
@@ -240,29 +208,6 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     @property
     def _llm_type(self) -> str:
         return "ras-guard-chat"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "calibration": self.calibration,
-            "policy": self.policy,
-            "block_threshold": self.block_threshold,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = LangSmithParams(
-            ls_provider="ras_guard",
-            ls_model_name=str(kwargs.get("model") or self.model),
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", self.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
-        )
-        if ls_stop := stop or self.stop:
-            params["ls_stop"] = ls_stop
-        return params
 
     @property
     def model_name(self) -> str:

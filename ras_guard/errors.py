@@ -6,6 +6,9 @@ things from :class:`FileNotFoundError` / :class:`LookupError`, so generic handle
 
 Messages name the bad value and say how to fix it.
 
+Besides the input errors, :class:`UnknownOptionError` (also a :class:`TypeError`, as Python's own "unexpected
+keyword argument") is raised by constructors given an option they do not have, or missing a required one.
+
 Example:
     >>> from ras_guard.errors import ImageTooLargeError, RASGuardError
     >>> issubclass(ImageTooLargeError, RASGuardError)
@@ -29,12 +32,14 @@ __all__ = [
     "InvalidMessageError",
     "ModelLoadError",
     "RASGuardError",
+    "RequestBlockedError",
     "ResponseFormatError",
     "SafetyLogError",
     "SpecialTokenError",
     "SteeringArgumentError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
+    "UnknownOptionError",
     "UnsafeURLError",
     "UnsupportedInputError",
 ]
@@ -133,3 +138,20 @@ class SteeringArgumentError(RASGuardError, ValueError):
 
     A :class:`ValueError`, so vLLM answers HTTP 400.
     """
+class UnknownOptionError(RASGuardError, TypeError):
+    """A constructor got an option it does not have (a typo, another provider's name), or lacks a required one.
+
+    The message names the closest known option; it is a :class:`TypeError`, as Python's "unexpected keyword
+    argument" is.
+    """
+
+
+class RequestBlockedError(RASGuardError):
+    """A guarded request was refused at high risk, and the caller asked for an exception instead of a refusal.
+
+    Raised by the LangChain middleware with ``raise_on_violation=True``; ``record`` holds the risk metadata.
+    """
+
+    def __init__(self, message: str, record: dict | None = None) -> None:
+        super().__init__(message)
+        self.record = dict(record or {})

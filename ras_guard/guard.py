@@ -23,6 +23,7 @@ import torch
 from transformers import StoppingCriteriaList
 
 from ._cache import LRUCache
+from ._compat_check import check_calibration as _check_calibration
 from ._decoding import StopOnStrings, cut_at_stop, sampling_after_steering
 from ._kv import NotCacheable
 from ._pipeline import AnswerSpec, Session, speculative_allowed
@@ -73,7 +74,7 @@ class RASGuard:
             calibration = Calibration.load(calibration)
         self.config: RASConfig = config or (calibration.config() if calibration else RASConfig())
         if calibration is not None:
-            calibration.check_compatible(self.backend.fingerprint(), self.config)
+            _check_calibration(calibration, self.backend, self.config)
         self.calibration: Calibration | None = calibration
         self._captions = LRUCache(self.config.caption_cache_size)
 

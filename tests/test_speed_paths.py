@@ -34,7 +34,8 @@ class _Recorder:
         self._orig = model.generate
 
         def generate(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((kwargs.get("past_key_values") is not None, kwargs.get("pixel_values") is not None))
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))  # "cache" from transformers 5.24 on
+            self.calls.append((cache is not None, kwargs.get("pixel_values") is not None))
             return self._orig(*args, **kwargs)
 
         model.generate = generate

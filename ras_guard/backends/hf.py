@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,31 @@ from .base import GenerationResult, ModelFingerprint
 __all__ = ["HFBackend"]
 
 _FINGERPRINT_ROWS = 257
+
+
+def _cache_name() -> str:
+    """The name of the KV-cache argument and output of ``generate`` (``cache`` from transformers 5.24 on)."""
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+    names = {f.name for f in dataclasses.fields(GenerateDecoderOnlyOutput)}
+    return "cache" if "cache" in names else "past_key_values"
+
+
+_CACHE = _cache_name()
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" progress bar while a checkpoint loads (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _resolve_dtype(dtype: Any) -> Any:
@@ -83,6 +110,7 @@ class HFBackend:
         self.control = ControlTokens.from_tokenizer(self.tokenizer, processor if self.is_multimodal else None)
 
     @classmethod
+    @_quiet_loading()
     def from_pretrained(cls, path: str | Path, *, device: Any = None, dtype: Any = None) -> HFBackend:
         """Load a local checkpoint folder.
 
@@ -231,6 +259,8 @@ class HFBackend:
         if streamer is not None:
             gen["streamer"] = streamer
         gen.update(kwargs)
+        if "past_key_values" in gen and _CACHE != "past_key_values":  # renamed in transformers 5.24
+            gen[_CACHE] = gen.pop("past_key_values")
         try:
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **gen)
@@ -246,7 +276,7 @@ class HFBackend:
             prompt_tokens=prompt_tokens,
             logits=logits,
             last_hidden=hidden,
-            cache=out.past_key_values if want_cache else None,
+            cache=getattr(out, _CACHE) if want_cache else None,
         )
 
     def trim(self, row: torch.Tensor) -> tuple[list[int], str]:

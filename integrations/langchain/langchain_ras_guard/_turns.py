@@ -13,14 +13,39 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from ras_guard import Decision, GuardedGeneration, RiskAssessment
 
 from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
 
-__all__ = ["Turn", "decide", "generation_kwargs", "ras_metadata"]
+__all__ = ["Pending", "Turn", "decide", "generation_kwargs", "ras_metadata"]
 
+MODEL_PROVIDER = "ras_guard"
+"""``response_metadata["model_provider"]`` of every answer (on the last chunk when streaming)."""
 _NO_USAGE = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
+
+
+@dataclass
+class Pending:
+    """One call after conversion, before its assessment.
+
+    Attributes:
+        messages: The request as ras-guard chat dicts (images as bytes).
+        generate_kwargs: Arguments of ``guard.generate`` without ``risk`` / ``assessment``.
+        record: The caller's risk (as a given record) or reused assessment; None: assess it.
+        risk_given: The caller gave ``ras_risk`` (the answer is steered with ``risk=``).
+        tool_names: Names of the bound tools.
+        forced: The tool ``tool_choice`` forces, if exactly one.
+        seed: Seed of torch's generator before the answer (None: not seeded).
+    """
+
+    messages: list[dict[str, Any]]
+    generate_kwargs: dict[str, Any]
+    record: RiskAssessment | None = None
+    risk_given: bool = False
+    tool_names: list[str] = field(default_factory=list)
+    forced: str | None = None
+    seed: int | None = None
 
 
 @dataclass
@@ -37,6 +62,7 @@ class Turn:
         model_name: Reported model name.
         refusal: Text of the refusal block.
         policy: The model's policy.
+        seed: Seed of torch's generator before the answer (None: not seeded).
     """
 
     messages: list[dict[str, Any]]
@@ -48,8 +74,14 @@ class Turn:
     policy: str
     tool_names: list[str] = field(default_factory=list)
     forced: str | None = None
+    seed: int | None = None
 
     # ------------------------------------------------------------------ whole messages
+    def result(self, gen: GuardedGeneration | None) -> ChatResult:
+        """The ``ChatResult`` of the call: the refusal when ``gen`` is None (blocked), else the answer."""
+        message = self.refusal_message() if gen is None else self.answer_message(gen)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
     def refusal_message(self, gen: GuardedGeneration | None = None) -> AIMessage:
         """A standard refusal block, nothing generated: a blocked request, or ``gen`` refused by a grammar."""
         ras = dict(self.ras)
@@ -58,7 +90,12 @@ class Turn:
         return AIMessage(
             content=[{"type": "refusal", "refusal": self.refusal}],
             usage_metadata=_NO_USAGE,
-            response_metadata={"model_name": self.model_name, "finish_reason": "refusal", "ras": ras},
+            response_metadata={
+                "model_name": self.model_name,
+                "model_provider": MODEL_PROVIDER,
+                "finish_reason": "refusal",
+                "ras": ras,
+            },
         )
 
     def answer_message(self, gen: GuardedGeneration) -> AIMessage:
@@ -76,6 +113,7 @@ class Turn:
             usage_metadata=usage(gen),
             response_metadata={
                 "model_name": self.model_name,
+                "model_provider": MODEL_PROVIDER,
                 "finish_reason": "tool_calls" if parsed.tool_calls else gen.finish_reason,
                 "ras": ras,
             },
@@ -105,7 +143,11 @@ class Turn:
             msg = AIMessageChunk(
                 content=[],
                 usage_metadata=_NO_USAGE,
-                response_metadata={"model_name": self.model_name, "finish_reason": "refusal"},
+                response_metadata={
+                    "model_name": self.model_name,
+                    "model_provider": MODEL_PROVIDER,
+                    "finish_reason": "refusal",
+                },
                 chunk_position="last",
             )
             return ChatGenerationChunk(message=msg)
@@ -124,6 +166,7 @@ class Turn:
             usage_metadata=usage(result),
             response_metadata={
                 "model_name": self.model_name,
+                "model_provider": MODEL_PROVIDER,
                 "finish_reason": "tool_calls" if calls else result.finish_reason,
             },
             chunk_position="last",

@@ -11,129 +11,194 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
 from ras_guard.errors import (
-    InvalidMessageError,
     ModelLoadError,
     ResponseFormatError,
     ToolCallingNotSupportedError,
 )
 from typing_extensions import Self, override
 
-from . import _runs
+from . import _prepare, _runs
 from ._allow import parse_allowed_hosts
 from ._assessor import assessor
+from ._batch import BatchingChatModel, current_row
+from ._chunk import run_chunk
+from ._conventions import ConventionsMixin, guard_profile, seeded, warn_if_no_tool_calls
 from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
+from ._options import chat_model_options, load_guard
 from ._streams import apieces, pieces
 from ._structured import normalize_method, structured_runnable
-from ._tools import ToolTextBuffer, forced_tool
-from ._turns import Turn, decide, generation_kwargs, ras_metadata
+from ._tools import ToolTextBuffer
+from ._turns import Pending, Turn, ras_metadata
 
 __all__ = ["RAS_EVENT", "RASGuardedChatModel"]
 
 RAS_EVENT = "ras_risk_assessed"
 """Name of the custom callback event sent once per call, after the assessment and before the first token."""
 
-_GUARDS: weakref.WeakValueDictionary[tuple[Any, ...], RASGuard] = weakref.WeakValueDictionary()
-_GUARDS_LOCK = threading.Lock()
 
-
-def _load_guard(model: str, calibration: str | None, device: str | None, dtype: str | None) -> RASGuard:
-    """Load a guard once per (model, calibration, device, dtype) while some chat model still uses it."""
-    key = (model, calibration, device, dtype)
-    with _GUARDS_LOCK:
-        guard = _GUARDS.get(key)
-        if guard is None:
-            guard = RASGuard.from_pretrained(model, calibration, device=device, dtype=dtype)
-            _GUARDS[key] = guard
-        return guard
-
-
-class RASGuardedChatModel(_runs.RunLinkedChatModel):
+class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     """A local (multimodal) chat model whose answers are guarded by Risk-adaptive Activation Steering.
 
-    Each call is assessed first (risk in [0, 1]); the assessment is sent to callback handlers as the custom
-    event ``ras_risk_assessed`` before the first token, and returned in ``response_metadata["ras"]`` (on the
-    first chunk when streaming). Then, by ``policy``:
+    Each call is assessed first (risk in [0, 1], sent to callback handlers as the custom event
+    ``ras_risk_assessed`` before the first token and returned in ``response_metadata["ras"]``), then answered
+    as ``policy`` says. Images come in every LangChain form; http(s) image URLs are fetched with SSRF
+    protection.
 
-    * ``"steer"``: the answer's first tokens are steered towards refusal in proportion to the risk;
-    * ``"block"``: at ``risk >= block_threshold`` a standard ``refusal`` content block is returned without
-      generating; below it, as ``"steer"``;
-    * ``"monitor"``: the risk is only reported; the answer is never steered.
+    Setup:
+        Install the package and ras-guard from the repository root, and have a local checkpoint with its
+        calibration (``ras-guard calibrate``), or use the bundled toy model by name (``model="demo"``)::
 
-    Images may be given in every LangChain form (v1 ``image`` blocks with ``base64`` or ``url``, OpenAI
-    ``image_url`` blocks, legacy ``source_type`` blocks); http(s) URLs are fetched with SSRF protection.
+            pip install -e . -e "integrations/langchain[agents]"
 
-    Per-call keyword arguments: ``ras_risk`` (skip the assessment, use this risk), ``ras_assessment`` (reuse a
-    :class:`ras_guard.RiskAssessment` computed with :meth:`assess`), ``max_tokens``, ``temperature``; others
-    are passed to ``model.generate``.
+    Key init args (each field below states its default):
+        model: Required: checkpoint folder, or ``"demo"``. No default: a mistyped option never falls back to
+            the toy model; unknown keywords raise ``UnknownOptionError`` naming the closest field.
+        calibration: Calibration folder (default None: the demo's own for ``"demo"``).
+        policy: ``"steer"`` (default), ``"block"`` or ``"monitor"``.
+        max_tokens: Answer length limit (default 256). temperature / top_p / seed: sampling (default None).
+        batch_size: Rows answered together by ``batch`` / ``abatch`` (default 16).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_ras_guard import RASGuardedChatModel
+
+            llm = RASGuardedChatModel(model="/models/llava-1.5-7b-hf", calibration="cal/llava")
+            demo = RASGuardedChatModel(model="demo", max_tokens=64, temperature=0)  # the bundled toy
+
+    Invoke:
+        .. code-block:: python
+
+            msg = llm.invoke([("user", [
+                {"type": "image", "base64": b64_png, "mime_type": "image/png"},
+                {"type": "text", "text": "How can I make the item in the image?"},
+            ])])
+            msg.response_metadata["ras"]  # {'risk': 0.97, 'decision': 'steered', 'visual_context': ...}
+            msg.response_metadata["model_provider"]  # 'ras_guard'
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("Tell me a joke"):  # the first chunk carries the risk metadata
+                print(chunk.text, end="")
+
+    Async:
+        .. code-block:: python
+
+            msg = await llm.ainvoke("hello")
+            async for chunk in llm.astream("hello"): ...
+            msgs = await llm.abatch(["a", "b", "c"])  # one batched assessment and answer per chunk
+
+    Batch:
+        ``batch`` / ``abatch`` answer chunks of ``batch_size`` rows with one ``assess_batch`` and one
+        ``generate_batch``; every row keeps its own risk, decision, callbacks, event and errors
+        (``return_exceptions=True`` puts a bad row's exception in its slot).
+
+    Tools:
+        ``bind_tools`` renders tools through the checkpoint's chat template and parses the calls it writes.
+        A template that does not render tools raises ``ToolCallingNotSupportedError``; binding to a model
+        whose ``profile`` says it does not call tools (the demo) warns.
+
+        .. code-block:: python
+
+            llm.bind_tools([get_weather]).invoke("Weather in Paris?").tool_calls
+
+    Structured output:
+        ``with_structured_output(Schema)`` (see its docstring for the methods);
+        ``profile["structured_output"]`` says whether the model can be relied on for JSON.
+
+    Policies:
+        * ``"steer"``: the answer's first tokens are steered towards refusal in proportion to the risk;
+        * ``"block"``: at ``risk >= block_threshold`` a standard ``refusal`` content block is returned without
+          generating; below it, as ``"steer"``;
+        * ``"monitor"``: the risk is only reported; the answer is never steered.
+
+        Per call: ``ras_risk`` (skip the assessment, use this risk), ``ras_assessment`` (reuse one from
+        :meth:`assess`), ``max_tokens``, ``temperature``, ``top_p``, ``seed``; others go to
+        ``model.generate``.
+
+    Token counting:
+        ``get_num_tokens`` / ``get_token_ids`` use the checkpoint's tokenizer and
+        ``get_num_tokens_from_messages`` its chat template, so ``trim_messages(..., token_counter=llm)``
+        trims.
 
     Example:
         >>> from langchain_ras_guard import RASGuardedChatModel
         >>> llm = RASGuardedChatModel(model="demo", policy="block", block_threshold=0.8)  # doctest: +SKIP
-        >>> for chunk in llm.stream("Tell me a joke"):  # doctest: +SKIP
-        ...     print(chunk.text, end="")
+        >>> llm.invoke("How do I bake bread?").response_metadata["ras"]["decision"]  # doctest: +SKIP
+        'answered'
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    model: str = "demo"
-    """Checkpoint folder, or ``"demo"`` for the bundled synthetic demo model."""
+    model: str
+    """No default (required unless ``guard`` is given): checkpoint folder, or ``"demo"`` (the bundled toy)."""
     calibration: str | None = None
-    """Calibration folder; None: the model's bundled one (the demo's), else a ``ras_risk``-only guard."""
+    """Calibration folder; default None: the demo's own for ``"demo"``, else a ``ras_risk``-only guard."""
     guard: RASGuard | None = Field(default=None, exclude=True)
-    """A loaded guard to use (shares one model among several chat models); built from ``model`` when None."""
+    """A loaded guard to share among chat models; default None: loaded from ``model``."""
     device: str | None = None
-    """Torch device for loading (``"cpu"``, ``"cuda"``...); default CUDA when available."""
+    """Torch device for loading (``"cpu"``, ``"cuda"``...); default None: CUDA when available, else CPU."""
     dtype: str | None = None
-    """Torch dtype for loading (``"float32"``, ``"bfloat16"``, ``"auto"``)."""
+    """Torch dtype for loading (``"float32"``, ``"bfloat16"``, ``"auto"``); default None: the checkpoint's"""
     max_tokens: int = Field(default=256, ge=1)
-    """Maximum new tokens of an answer."""
+    """Maximum new tokens of an answer (default 256)."""
     temperature: float | None = Field(default=None, ge=0.0)
-    """Sampling temperature; 0 means greedy; None keeps the checkpoint's generation config."""
+    """Sampling temperature; 0 means greedy; default None keeps the checkpoint's generation config."""
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    """Nucleus sampling mass (with a positive temperature)."""
+    """Nucleus sampling mass (with a positive temperature); default None: the checkpoint's."""
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
-    """Stop strings; the answer is cut before the first one."""
+    """Stop strings; the answer is cut before the first one (default None)."""
     streaming: bool = False
-    """Stream tokens to callback handlers also from ``invoke``."""
+    """Stream tokens to callback handlers also from ``invoke`` (default False)."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds an answer may take (transformers ``max_time``; it then ends, ``finish_reason='length'``)."""
+    """Seconds an answer may take (``max_time``, then ``finish_reason='length'``); default None: no limit."""
     max_retries: int = Field(default=2, ge=0)
-    """Retries of an image download after a connection error or an HTTP 5xx."""
+    """Retries of an image download after a connection error or an HTTP 5xx (default 2)."""
     policy: Literal["steer", "block", "monitor"] = "steer"
-    """What to do with the risk: steer the answer, refuse above ``block_threshold``, or only report it."""
+    """Steer the answer (default ``"steer"``), refuse above ``block_threshold``, or only report the risk."""
     block_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Risk at or above which ``policy="block"`` refuses without generating."""
+    """Risk at or above which ``policy="block"`` refuses without generating (default 0.5)."""
     refusal_message: str = "I can't help with that request."
-    """Text of the refusal block returned when a request is blocked."""
+    """Text of the refusal block of a blocked request (default "I can't help with that request.")."""
     allowed_hosts: list[str] = Field(default_factory=list)
     """Image URL hosts exempt from the private-address check (names, ``*.suffix``, IPs, CIDR networks; with
     ``:PORT`` only that port); an entry that cannot be parsed raises at construction."""
     allow_private_urls: bool = False
-    """Fetch image URLs that resolve to loopback/private/link-local addresses (trusted input only)."""
+    """Fetch image URLs of loopback/private/link-local addresses (trusted input only); default False."""
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    """Largest accepted image (downloads stop reading past it)."""
+    """Largest accepted image in bytes (downloads stop reading past it); default 20 MiB."""
     image_timeout: float = Field(default=10.0, gt=0.0)
-    """Seconds allowed to fetch one image URL (DNS, retries, redirects and body)."""
+    """Seconds allowed to fetch one image URL (DNS, retries, redirects and body); default 10."""
+    seed: int | None = None
+    """Seed of torch's generator, set right before each sampled answer (reproducible runs on one device);
+    None (default): not seeded. A ``batch`` chunk is seeded once, so its rows differ from one-by-one calls."""
+    include_visual_context: bool = True
+    """Report the image description (``visual_context``) in ``response_metadata["ras"]``, the
+    ``ras_risk_assessed`` event and agent state (default True); False reports None there."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``)."""
+    """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``); default {}."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_options(cls, data: Any) -> Any:
+        """Unknown keywords raise, naming the closest option; ``model`` is required unless ``guard`` is."""
+        return chat_model_options(cls.__name__, cls.model_fields, data)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -146,38 +211,15 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     def _load(self) -> Self:
         """Build (or reuse) the guard."""
         if self.guard is None:
-            self.guard = _load_guard(self.model, self.calibration, self.device, self.dtype)
-        elif "model" not in self.model_fields_set:
-            self.model = self.guard.model_name
+            self.guard = load_guard(self.model, self.calibration, self.device, self.dtype)
+        if self.profile is None and getattr(self.guard, "backend", None) is not None:
+            self.profile = guard_profile(self.guard)
         return self
 
     # ------------------------------------------------------------------ LangChain plumbing
     @property
     def _llm_type(self) -> str:
         return "ras-guard-chat"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "calibration": self.calibration,
-            "policy": self.policy,
-            "block_threshold": self.block_threshold,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = LangSmithParams(
-            ls_provider="ras_guard",
-            ls_model_name=str(kwargs.get("model") or self.model),
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", self.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
-        )
-        if ls_stop := stop or self.stop:
-            params["ls_stop"] = ls_stop
-        return params
 
     @property
     def model_name(self) -> str:
@@ -266,6 +308,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
                 "to "
                 "another model."
             )
+        warn_if_no_tool_calls(self.profile, self.model)
         formatted = [convert_to_openai_tool(t) for t in tools]
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
@@ -311,83 +354,30 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
             >>> llm.ras_metadata(llm.assess("hi"), "answered")["decision"]  # doctest: +SKIP
             'answered'
         """
-        return ras_metadata(assessment, decision, policy=self.policy, model_name=self.model_name)
+        ras = ras_metadata(assessment, decision, policy=self.policy, model_name=self.model_name)
+        if not self.include_visual_context:
+            ras["visual_context"] = None
+        return ras
 
-    def _given(self, converted: list[dict[str, Any]], risk: float) -> RiskAssessment:
-        """The assessment-shaped record of a caller-given risk (image hashes included)."""
-        guard = self._guard()
-        return RiskAssessment(
-            risk=risk,
-            similarity=float("nan"),
-            visual_context="",
-            reformulated_prompt="",
-            calibration_id=guard.calibration.calibration_id if guard.calibration is not None else "",
-            image_sha256=tuple(guard.normalize(converted).image_hashes),
-            given=True,
-        )
+    def _pending(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> Pending:
+        """Convert and check a call, up to its assessment (see :func:`._prepare.pending`)."""
+        return _prepare.pending(self, messages, stop, kwargs)
+
+    def _decided(self, pending: Pending, record: RiskAssessment) -> Turn:
+        """The policy's decision on an assessed call (see :func:`._prepare.decided`)."""
+        return _prepare.decided(self, pending, record)
 
     def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
         """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""
-        guard = self._guard()
-        kw = dict(kwargs)
-        for key in ("stream", "ls_structured_output_format", "structured_output_format"):
-            kw.pop(key, None)
-        if kw.pop("model", None) not in (None, self.model):
-            raise InvalidMessageError(
-                "a per-call model override is not supported (the model is loaded locally); create another "
-                "RASGuardedChatModel (pass guard=... to share a loaded one)."
-            )
-        tools = kw.pop("tools", None) or None
-        tool_choice = kw.pop("tool_choice", None)
-        given = kw.pop("ras_risk", None)
-        assessment = kw.pop("ras_assessment", None)
-        max_new = int(kw.pop("max_tokens", None) or self.max_tokens)
-        if tools and tool_choice == "none":
-            tools = None
-        if tools and not guard.supports_tools:
-            raise ToolCallingNotSupportedError(f"the chat template of {self.model!r} does not render tools.")
-        temperature, top_p = kw.pop("temperature", self.temperature), kw.pop("top_p", self.top_p)
-        converted = to_guard_messages(messages, self._resolver())
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "stop": (stop if stop is not None else self.stop) or None,
-            "tools": tools,
-            **generation_kwargs(
-                kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p, timeout=self.timeout
-            ),
-        }
-        if gen_kwargs.get("response_format") is not None:
-            gen_kwargs["stop"] = None  # the grammar ends the answer; a stop string would cut the JSON
-        if given is not None:
-            if not 0.0 <= float(given) <= 1.0:
-                raise InvalidMessageError(f"ras_risk must lie in [0, 1], got {given!r}.")
-            record = self._given(converted, float(given))
-            gen_kwargs["risk"] = float(given)
-        else:
-            if isinstance(assessment, dict):
-                assessment = RiskAssessment(
-                    **{**assessment, "image_sha256": tuple(assessment.get("image_sha256", ()))}
-                )
-            record = assessment if assessment is not None else guard.assess(converted)
-            gen_kwargs["assessment"] = record
-        if self.policy == "monitor":
-            gen_kwargs.pop("assessment", None)
-            gen_kwargs["risk"] = 0.0
-        decision = decide(
-            self.policy, record.risk, block_threshold=self.block_threshold, risk_floor=guard.config.risk_floor
-        )
-        names = [t["function"]["name"] for t in tools or []]
-        return Turn(
-            messages=converted,
-            decision=decision,
-            ras=self.ras_metadata(record, decision),
-            generate_kwargs=gen_kwargs,
-            model_name=self.model_name,
-            refusal=self.refusal_message,
-            policy=self.policy,
-            tool_names=names,
-            forced=forced_tool(tool_choice, names) if tools else None,
-        )
+        pending = self._pending(messages, stop, kwargs)
+        record = pending.record if pending.record is not None else self._guard().assess(pending.messages)
+        return self._decided(pending, record)
+
+    def _batch_work(self, requests: list[Any]) -> list[Any]:
+        """One pooled chunk of ``batch`` / ``abatch`` (see :mod:`._batch`)."""
+        return run_chunk(self._guard(), self._decided, requests)
 
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
         return _runs.RunLink.from_run_manager(self, run_manager) if run_manager else _runs.current(self)
@@ -399,12 +389,16 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if (row := current_row(self)) is not None:  # a row of batch(): answered with its chunk
+            turn, gen = row.collector.submit(row, self._pending(messages, stop, kwargs))
+            _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
+            return turn.result(gen)
         turn = self._begin(messages, stop, kwargs)
         _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
-        gen = self._guard().generate(turn.messages, **turn.generate_kwargs)
-        return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
+            return turn.result(None)
+        seeded(turn.seed)
+        return turn.result(self._guard().generate(turn.messages, **turn.generate_kwargs))
 
     async def _agenerate(
         self,
@@ -413,15 +407,26 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if (row := current_row(self)) is not None:  # a row of abatch(): answered with its chunk
+            pending = await asyncio.to_thread(self._pending, messages, stop, kwargs)
+            turn, gen = await row.collector.asubmit(row, pending)
+            await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
+            return turn.result(gen)
         turn = await asyncio.to_thread(self._begin, messages, stop, kwargs)
         await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
-            return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
-        gen = await asyncio.to_thread(self._guard().generate, turn.messages, **turn.generate_kwargs)
-        return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
+            return turn.result(None)
+        return turn.result(
+            await asyncio.to_thread(self._guard().generate, turn.messages, **turn.generate_kwargs)
+        )
 
     # ------------------------------------------------------------------ streaming
+    def _answer(self, turn: Turn) -> Any:
+        seeded(turn.seed)
+        return self._guard().generate(turn.messages, **turn.generate_kwargs)
+
     def _open(self, turn: Turn) -> tuple[GuardedStream, ToolTextBuffer | None]:
+        seeded(turn.seed)
         stream = self._guard().stream(turn.messages, **turn.generate_kwargs)
         return stream, (ToolTextBuffer(turn.tool_names, turn.forced) if turn.tool_names else None)
 

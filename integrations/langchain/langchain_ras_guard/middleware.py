@@ -31,12 +31,16 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableBinding
 from langgraph.types import Command
 from ras_guard import RiskAssessment
+from ras_guard.errors import RequestBlockedError
 from ras_guard.types import Decision
 from typing_extensions import NotRequired
 
+from ._options import check_unknown
 from .chat_models import RAS_EVENT, RASGuardedChatModel
 
 __all__ = ["RASGuardMiddleware", "RASGuardState"]
+
+_OPTIONS = ("threshold", "guard_model", "refusal_message", "raise_on_violation")
 
 
 class RASGuardState(AgentState[Any]):
@@ -63,6 +67,11 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
         guard_model: The guarded model that assesses; default: the agent's model, which must then be a
             ``RASGuardedChatModel``.
         refusal_message: Text of the refusal; default: the guarded model's ``refusal_message``.
+        raise_on_violation: Raise :class:`ras_guard.errors.RequestBlockedError` (after the event is sent)
+            instead of returning the refusal and ending the run (default False), as NeMo Guardrails' option.
+
+    Raises:
+        UnknownOptionError: An unknown keyword (named with the closest option).
 
     Example:
         >>> mw = RASGuardMiddleware(threshold=0.6)
@@ -78,13 +87,22 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
         threshold: float = 0.5,
         guard_model: RASGuardedChatModel | None = None,
         refusal_message: str | None = None,
+        raise_on_violation: bool = False,
+        **unknown: Any,
     ) -> None:
         super().__init__()
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}.")
-        self.threshold = threshold
+        check_unknown(type(self).__name__, unknown, _OPTIONS)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+        if guard_model is not None and not isinstance(guard_model, RASGuardedChatModel):
+            raise TypeError(
+                f"guard_model must be a RASGuardedChatModel, got {type(guard_model).__name__}; build one "
+                "with RASGuardedChatModel(model='/path/to/checkpoint', calibration=...)."
+            )
+        self.threshold = float(threshold)
         self.guard_model = guard_model
         self.refusal_message = refusal_message
+        self.raise_on_violation = bool(raise_on_violation)
 
     # ---------------------------------------------------------------- helpers
     def _guarded(self, request: ModelRequest[Any]) -> RASGuardedChatModel:
@@ -133,6 +151,13 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
         while isinstance(model, RunnableBinding):
             model = model.bound
         return self.guard_model is None or self.guard_model is model
+    def _maybe_raise(self, record: dict[str, Any]) -> None:
+        if self.raise_on_violation:
+            raise RequestBlockedError(
+                f"request refused by RASGuardMiddleware: risk {record['risk']:.2f} >= threshold "
+                f"{self.threshold:.2f} (calibration {record.get('calibration_id') or '-'}).",
+                record,
+            )
 
     @staticmethod
     def _final_record(response: Any, record: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +191,7 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
             except RuntimeError:  # no enclosing run (hook called outside an agent)
                 pass
         if blocked:
+            self._maybe_raise(record)
             return self._with_state(self._refusal(guarded, record), record)
         response = handler(self._pass_assessment(request, guarded, assessment))
         return self._with_state(response, self._final_record(response, record))
@@ -187,6 +213,7 @@ class RASGuardMiddleware(AgentMiddleware[RASGuardState, Any, Any]):
             except RuntimeError:
                 pass
         if blocked:
+            self._maybe_raise(record)
             return self._with_state(self._refusal(guarded, record), record)
         response = await handler(self._pass_assessment(request, guarded, assessment))
         return self._with_state(response, self._final_record(response, record))

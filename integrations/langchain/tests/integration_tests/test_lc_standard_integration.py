@@ -31,10 +31,6 @@ class TestRASGuardedChatModelIntegration(StandardCapabilities, ChatModelIntegrat
     def chat_model_params(self) -> dict[str, Any]:
         return {**real_model_params(), "allowed_hosts": ["127.0.0.1"]}
 
-    @property
-    def supports_image_tool_message(self) -> bool:
-        return RASGuardedChatModel(**self.chat_model_params).guard.supports_tools  # needs bind_tools
-
     @pytest.mark.xfail(reason=NO_INTERNET)
     def test_image_inputs(self, model: RASGuardedChatModel) -> None:
         super().test_image_inputs(model)

@@ -1,8 +1,8 @@
 """LangChain's standard unit suite (langchain-tests ``ChatModelUnitTests``) on a real local checkpoint.
 
-The checkpoint is the bundled demo model when its assets are installed, else a tiny random LLaVA (see
-``lc_ras_testing.real_model_params``). Capability flags are set to what the model really does; skips are
-listed with their reasons in the package README.
+The checkpoint is ``RAS_GUARD_TEST_MODEL`` when set, else the bundled demo model when its assets are
+installed, else a tiny random LLaVA (see ``lc_ras_testing.real_model_params``). Capability flags follow
+that model's profile; skips are listed with their reasons in the package README.
 """
 
 from __future__ import annotations
@@ -29,6 +29,13 @@ class TestRASGuardedChatModelUnit(StandardCapabilities, ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return real_model_params()
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        """The suite's standard parameters without ``api_key``: a local model has none (it would raise)."""
+        params = dict(super().standard_chat_model_params)
+        params.pop("api_key", None)
+        return params
 
 
 def test_public_api_is_sorted_and_importable() -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "CalibrationMismatchError",
     "CorruptImageError",
     "EmptyMessagesError",
+    "EngineNotAvailableError",
     "EvaluationError",
     "GenerationError",
     "ImageError",
@@ -27,10 +28,12 @@ __all__ = [
     "InvalidMessageError",
     "ModelLoadError",
     "RASGuardError",
+    "ServerOverloadedError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
     "UnsafeURLError",
     "UnsupportedInputError",
+    "UnsupportedRequestError",
 ]
 
 
@@ -96,3 +99,15 @@ class GenerationError(RASGuardError):
 
 class ToolCallingNotSupportedError(RASGuardError):
     """The model's chat template does not render tools."""
+
+
+class EngineNotAvailableError(ModelLoadError):
+    """The inference engine asked for (e.g. ``--engine vllm``) is not installed or not built yet."""
+
+
+class UnsupportedRequestError(RASGuardError, ValueError):
+    """A well-formed request asks for an option this server or engine cannot honour (``n > 1``, ...)."""
+
+
+class ServerOverloadedError(RASGuardError):
+    """The server's request queue is full or a request waited too long; retry after a pause."""

@@ -225,8 +225,8 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
             try:
                 yield sse(ans.first_chunk())
                 while True:
-                    try:
-                        event = await _event(job, None, deadline)
+                    try:  # each token must come within the timeout (a long answer is not an error)
+                        event = await _event(job, None, time.monotonic() + s.request_timeout_s)
                     except (RASGuardError, HTTPError) as exc:
                         yield sse(error_body(str(exc), type="server_error"))
                         yield sse("[DONE]")

@@ -158,12 +158,17 @@ def to_call(
     max_new = req.max_completion_tokens or req.max_tokens or default_max_tokens
     if max_new > max_tokens_limit:
         raise InvalidMessageError(f"max_tokens={max_new} exceeds this server's limit of {max_tokens_limit}.")
+    gen = _sampling(req)
+    if req.min_tokens:
+        if req.min_tokens > max_new:
+            raise InvalidMessageError(f"min_tokens={req.min_tokens} exceeds max_tokens={max_new}.")
+        gen["min_new_tokens"] = req.min_tokens
     tools = None
     if req.tools and req.tool_choice != "none":
         tools = [t.model_dump(exclude_none=True) for t in req.tools]
     return GuardCall(
         messages=_messages(req, max_image_bytes, fetcher), max_new_tokens=max_new, stop=tuple(req.stops),
-        tools=tools, tool_choice=req.tool_choice, generation_kwargs=_sampling(req), seed=req.seed,
+        tools=tools, tool_choice=req.tool_choice, generation_kwargs=gen, seed=req.seed,
     )
 
 

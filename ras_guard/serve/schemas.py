@@ -124,6 +124,8 @@ class ChatCompletionRequest(_Strict):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     ras: RASOptions | None = None
+    min_tokens: int | None = Field(default=None, ge=0)
+    """vLLM's extension: generate at least this many tokens (EOS is ignored before)."""
     # accepted, no effect on generation
     user: str | None = None
     metadata: dict[str, str] | None = None

@@ -141,8 +141,8 @@ def test_concurrent_requests_are_batched_and_correct(server):
     outs = asyncio.run(main())
     assert [o.choices[0].message.content for o in outs] == [server["expected"][k].text for k in cases]
     metrics = httpx.get(server["url"] + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
-    count = float(re.search(r"^ras_guard_batch_size_count (\S+)", metrics, re.M).group(1))
-    total = float(re.search(r"^ras_guard_batch_size_sum (\S+)", metrics, re.M).group(1))
+    count = float(re.search(r"^ras_guard_batch_size_count (\S+)", metrics, re.MULTILINE).group(1))
+    total = float(re.search(r"^ras_guard_batch_size_sum (\S+)", metrics, re.MULTILINE).group(1))
     assert total > count  # at least one generate_batch call held several requests
 
 

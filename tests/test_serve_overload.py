@@ -30,7 +30,7 @@ def url():
 
 
 def _metric(url: str, pattern: str) -> float:
-    m = re.search(pattern + r" (\S+)$", httpx.get(url + "/metrics").text, re.M)
+    m = re.search(pattern + r" (\S+)$", httpx.get(url + "/metrics").text, re.MULTILINE)
     return float(m.group(1)) if m else 0.0
 
 

@@ -1,7 +1,8 @@
 """HTTP side of the remote chat model: retried requests, SSE parsing, OpenAI bodies to messages (private).
 
 Example:
-    >>> message_of({"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], "ras": {}}, "m").content
+    >>> body = {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], "ras": {}}
+    >>> message_of(body, "m").content
     'hi'
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from typing import Any
 
 import httpx
@@ -86,8 +87,12 @@ class RemoteHTTP:
         return max(0.0, min(max(backoff, hint), self._deadline - time.monotonic()))
 
     def _policy(self) -> dict[str, Any]:
-        return dict(retry=retry_if_exception(_retryable), wait=self._wait, reraise=True,
-                    stop=stop_after_attempt(self.max_retries + 1) | stop_after_delay(self.timeout))
+        return dict(
+            retry=retry_if_exception(_retryable),
+            wait=self._wait,
+            reraise=True,
+            stop=stop_after_attempt(self.max_retries + 1) | stop_after_delay(self.timeout),
+        )
 
     def _left(self) -> float:
         return max(0.1, self._deadline - time.monotonic())
@@ -117,7 +122,7 @@ class RemoteHTTP:
             raise _final(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def stream(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream(self, body: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
         """SSE events as dicts; retried until the first byte of an accepted answer only."""
         client = httpx.Client(timeout=self._left())
         try:
@@ -125,8 +130,10 @@ class RemoteHTTP:
             try:
                 for attempt in Retrying(**self._policy()):
                     with attempt:
-                        resp = client.send(client.build_request("POST", self.url, json=body, headers=self.headers),
-                                           stream=True)
+                        resp = client.send(
+                            client.build_request("POST", self.url, json=body, headers=self.headers),
+                            stream=True,
+                        )
                         if resp.status_code >= 400:
                             resp.read()
                             _raise_for(resp)
@@ -140,7 +147,7 @@ class RemoteHTTP:
         finally:
             client.close()
 
-    async def astream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def astream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Async :meth:`stream`."""
         async with httpx.AsyncClient(timeout=self._left()) as client:
             resp = None
@@ -178,27 +185,47 @@ def _events(lines: Any) -> Iterator[dict[str, Any]]:
 
 def _usage(u: dict[str, Any] | None) -> UsageMetadata:
     u = u or {}
-    return UsageMetadata(input_tokens=int(u.get("prompt_tokens", 0)), output_tokens=int(u.get("completion_tokens", 0)),
-                         total_tokens=int(u.get("total_tokens", 0)))
+    return UsageMetadata(
+        input_tokens=int(u.get("prompt_tokens", 0)),
+        output_tokens=int(u.get("completion_tokens", 0)),
+        total_tokens=int(u.get("total_tokens", 0)),
+    )
 
 
 def _tool_calls(raw: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    return [{"name": c["function"]["name"], "args": json.loads(c["function"]["arguments"] or "{}"),
-             "id": c.get("id"), "type": "tool_call"} for c in raw or []]
+    return [
+        {
+            "name": c["function"]["name"],
+            "args": json.loads(c["function"]["arguments"] or "{}"),
+            "id": c.get("id"),
+            "type": "tool_call",
+        }
+        for c in raw or []
+    ]
 
 
 def message_of(data: dict[str, Any], model: str) -> AIMessage:
     """The AIMessage of a ``chat.completion`` body (a refusal becomes a standard refusal block)."""
     choice = data["choices"][0]
     msg = choice["message"]
-    meta = {"model_name": data.get("model", model), "finish_reason": choice.get("finish_reason"),
-            "ras": data.get("ras", {})}
+    meta = {
+        "model_name": data.get("model", model),
+        "finish_reason": choice.get("finish_reason"),
+        "ras": data.get("ras", {}),
+    }
     if msg.get("refusal"):
         meta["finish_reason"] = "refusal"
-        return AIMessage(content=[{"type": "refusal", "refusal": msg["refusal"]}], usage_metadata=_usage(None),
-                         response_metadata=meta)
-    return AIMessage(content=msg.get("content") or "", tool_calls=_tool_calls(msg.get("tool_calls")),
-                     usage_metadata=_usage(data.get("usage")), response_metadata=meta)
+        return AIMessage(
+            content=[{"type": "refusal", "refusal": msg["refusal"]}],
+            usage_metadata=_usage(None),
+            response_metadata=meta,
+        )
+    return AIMessage(
+        content=msg.get("content") or "",
+        tool_calls=_tool_calls(msg.get("tool_calls")),
+        usage_metadata=_usage(data.get("usage")),
+        response_metadata=meta,
+    )
 
 
 class ChunkBuilder:
@@ -221,20 +248,34 @@ class ChunkBuilder:
             if delta.get("refusal"):
                 self.refused = True
                 content = [{"type": "refusal", "refusal": delta["refusal"]}]
-            return [ChatGenerationChunk(message=AIMessageChunk(content=content,
-                                                               response_metadata={"ras": event["ras"]}))]
+            return [
+                ChatGenerationChunk(
+                    message=AIMessageChunk(content=content, response_metadata={"ras": event["ras"]})
+                )
+            ]
         if choice.get("finish_reason"):
             self.finish = "refusal" if self.refused else choice["finish_reason"]
         for k, call in enumerate(delta.get("tool_calls") or []):
-            self.tool_chunks.append({"name": call["function"]["name"], "args": call["function"]["arguments"],
-                                     "id": call.get("id"), "index": call.get("index", k), "type": "tool_call_chunk"})
+            self.tool_chunks.append(
+                {
+                    "name": call["function"]["name"],
+                    "args": call["function"]["arguments"],
+                    "id": call.get("id"),
+                    "index": call.get("index", k),
+                    "type": "tool_call_chunk",
+                }
+            )
         text = delta.get("content") or ""
         return [ChatGenerationChunk(message=AIMessageChunk(content=text))] if text else []
 
     def close(self, usage: dict[str, Any] | None) -> ChatGenerationChunk:
         """The last chunk: tool calls, usage, finish reason, ``chunk_position="last"``."""
-        return ChatGenerationChunk(message=AIMessageChunk(
-            content="", tool_call_chunks=self.tool_chunks,  # type: ignore[arg-type]
-            usage_metadata=_usage(usage), chunk_position="last",
-            response_metadata={"model_name": self.model, "finish_reason": self.finish or "stop"},
-        ))
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                tool_call_chunks=self.tool_chunks,  # type: ignore[arg-type]
+                usage_metadata=_usage(usage),
+                chunk_position="last",
+                response_metadata={"model_name": self.model, "finish_reason": self.finish or "stop"},
+            )
+        )

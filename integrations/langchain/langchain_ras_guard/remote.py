@@ -1,8 +1,8 @@
 """``RemoteRASGuardedChatModel``: the guarded chat model served by ``ras-guard serve``, over HTTP.
 
 The same experience as the in-process :class:`~langchain_ras_guard.RASGuardedChatModel`: the custom event
-``ras_risk_assessed`` before the first token, ``response_metadata["ras"]``, usage, tools and structured output
-(through ``bind_tools``), the middleware and the safety log. Requests go over httpx; connection errors, 429 and
+``ras_risk_assessed`` before the first token, ``response_metadata["ras"]``, usage, tools and structured
+output (through ``bind_tools``), the middleware and the safety log. Requests go over httpx; connection errors, 429 and
 5xx answers are retried with exponential back-off, all attempts bounded by ``timeout``. Image URLs are fetched
 here, with the same SSRF protection as the local model, and sent as data URIs.
 
@@ -19,10 +19,9 @@ import base64
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import BaseMessage, convert_to_openai_messages
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -39,12 +38,12 @@ __all__ = ["RemoteRASGuardedChatModel"]
 
 
 class RemoteRASGuardedChatModel(_runs.RunLinkedChatModel):
-    """A chat model answered by a ``ras-guard serve`` endpoint (OpenAI-compatible, with the ``ras`` extension).
+    """A chat model answered by a ``ras-guard serve`` endpoint (OpenAI-compatible, plus the ``ras`` object).
 
     Per-call keyword arguments: ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``ras_policy``.
 
     Example:
-        >>> llm = RemoteRASGuardedChatModel(base_url="http://127.0.0.1:8000/v1", api_key="k")  # doctest: +SKIP
+        >>> llm = RemoteRASGuardedChatModel(base_url="http://127.0.0.1:8000/v1")  # doctest: +SKIP
         >>> for chunk in llm.stream("Tell me a joke"):  # doctest: +SKIP
         ...     print(chunk.text, end="")
     """
@@ -83,7 +82,12 @@ class RemoteRASGuardedChatModel(_runs.RunLinkedChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "model": self.model, "policy": self.policy, "max_tokens": self.max_tokens}
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "policy": self.policy,
+            "max_tokens": self.max_tokens,
+        }
 
     @property
     def model_name(self) -> str:
@@ -98,20 +102,34 @@ class RemoteRASGuardedChatModel(_runs.RunLinkedChatModel):
     def _inline_image(self, url: str) -> str:
         if not url.startswith(("http://", "https://")):
             return url
-        fetcher = ImageFetcher(FetchPolicy(allowed_hosts=tuple(self.allowed_hosts),
-                                           allow_private=self.allow_private_urls, max_bytes=self.max_image_bytes,
-                                           timeout=self.image_timeout))
+        fetcher = ImageFetcher(
+            FetchPolicy(
+                allowed_hosts=tuple(self.allowed_hosts),
+                allow_private=self.allow_private_urls,
+                max_bytes=self.max_image_bytes,
+                timeout=self.image_timeout,
+            )
+        )
         return "data:image/png;base64," + base64.b64encode(fetcher.fetch(url)).decode()
 
-    def _body(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any],
-              stream: bool) -> dict[str, Any]:
+    def _body(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], stream: bool
+    ) -> dict[str, Any]:
         msgs = convert_to_openai_messages(messages)
         for m in msgs:
-            for part in m.get("content") if isinstance(m.get("content"), list) else []:
+            content = m.get("content")
+            for part in content if isinstance(content, list) else []:
                 if part.get("type") == "image_url":
-                    part["image_url"] = {**part["image_url"], "url": self._inline_image(part["image_url"]["url"])}
-        body: dict[str, Any] = {"model": self.model, "messages": msgs,
-                                "max_tokens": kwargs.pop("max_tokens", self.max_tokens), "stream": stream}
+                    part["image_url"] = {
+                        **part["image_url"],
+                        "url": self._inline_image(part["image_url"]["url"]),
+                    }
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": msgs,
+            "max_tokens": kwargs.pop("max_tokens", self.max_tokens),
+            "stream": stream,
+        }
         for name in ("temperature", "top_p", "seed"):
             value = kwargs.pop(name, getattr(self, name))
             if value is not None:
@@ -119,7 +137,9 @@ class RemoteRASGuardedChatModel(_runs.RunLinkedChatModel):
         if stops := (stop or self.stop):
             body["stop"] = list(stops)
         policy = kwargs.pop("ras_policy", self.policy)
-        ras = {k: v for k, v in (("policy", policy), ("block_threshold", self.block_threshold)) if v is not None}
+        ras = {
+            k: v for k, v in (("policy", policy), ("block_threshold", self.block_threshold)) if v is not None
+        }
         if ras:
             body["ras"] = ras
         for name in ("tools", "tool_choice"):
@@ -134,44 +154,66 @@ class RemoteRASGuardedChatModel(_runs.RunLinkedChatModel):
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
         return _runs.RunLink.from_run_manager(self, run_manager) if run_manager else _runs.current(self)
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         data = self._http().post(self._body(messages, stop, kwargs, stream=False))
         _runs.dispatch(self._link(run_manager), RAS_EVENT, data.get("ras", {}))
         return ChatResult(generations=[ChatGeneration(message=message_of(data, self.model))])
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         data = await self._http().apost(self._body(messages, stop, kwargs, stream=False))
         await _runs.adispatch(self._link(run_manager), RAS_EVENT, data.get("ras", {}))
         return ChatResult(generations=[ChatGeneration(message=message_of(data, self.model))])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         events = self._http().stream(self._body(messages, stop, kwargs, stream=True))
         builder = ChunkBuilder(self.model)
         try:
             for event in events:
                 for chunk in builder.feed(event):
                     if "ras" in chunk.message.response_metadata:
-                        _runs.dispatch(self._link(run_manager), RAS_EVENT, chunk.message.response_metadata["ras"])
+                        _runs.dispatch(
+                            self._link(run_manager), RAS_EVENT, chunk.message.response_metadata["ras"]
+                        )
                     elif run_manager and chunk.text:
                         run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                     yield chunk
         finally:
             events.close()  # closing the connection cancels the generation on the server
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         events = self._http().astream(self._body(messages, stop, kwargs, stream=True))
         builder = ChunkBuilder(self.model)
         try:
             async for event in events:
                 for chunk in builder.feed(event):
                     if "ras" in chunk.message.response_metadata:
-                        await _runs.adispatch(self._link(run_manager), RAS_EVENT,
-                                              chunk.message.response_metadata["ras"])
+                        await _runs.adispatch(
+                            self._link(run_manager), RAS_EVENT, chunk.message.response_metadata["ras"]
+                        )
                     elif run_manager and chunk.text:
                         await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                     yield chunk
@@ -186,7 +228,7 @@ class RemoteRASGuardedChatModel(_runs.RunLinkedChatModel):
         *,
         tool_choice: dict[str, Any] | str | bool | None = None,
         **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, BaseMessage]:
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """Send tools to the server (rendered by the model's chat template, calls parsed there).
 
         Example:

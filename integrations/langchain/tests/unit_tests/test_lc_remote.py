@@ -1,7 +1,7 @@
 """``RemoteRASGuardedChatModel`` against a real ``ras-guard serve`` on 127.0.0.1 (demo model).
 
-The in-process ``RASGuardedChatModel`` on the same guard gives the expected answers (computed before the server
-starts). Retries are tested against a small real HTTP server that answers 429 a few times first.
+The in-process ``RASGuardedChatModel`` on the same guard gives the expected answers (computed before the
+server starts). Retries are tested against a small real HTTP server that answers 429 a few times first.
 """
 
 from __future__ import annotations
@@ -14,12 +14,18 @@ from typing import Any
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
-from langchain_ras_guard import RAS_EVENT, RASGuardedChatModel, RemoteRASGuardedChatModel, RiskLoggingCallbackHandler
 from ras_guard import RASGuard
 from ras_guard.errors import GenerationError, InvalidMessageError, RASGuardError
 from ras_guard.serve import ServeSettings, create_app, serve_in_thread
 from ras_guard.serve.runner import free_port
 from ras_guard.synthetic import TEST_SEEDS, draw_object
+
+from langchain_ras_guard import (
+    RAS_EVENT,
+    RASGuardedChatModel,
+    RemoteRASGuardedChatModel,
+    RiskLoggingCallbackHandler,
+)
 
 KEY = "k-remote"
 BENIGN, HARMFUL = "How do I bake bread?", "How do I build a bomb?"
@@ -34,15 +40,23 @@ def _png_b64(kind: str) -> str:
 
 
 def _image_msg(kind: str) -> HumanMessage:
-    return HumanMessage(content=[{"type": "image", "base64": _png_b64(kind), "mime_type": "image/png"},
-                                 {"type": "text", "text": "How can I make the item in the image?"}])
+    return HumanMessage(
+        content=[
+            {"type": "image", "base64": _png_b64(kind), "mime_type": "image/png"},
+            {"type": "text", "text": "How can I make the item in the image?"},
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def env():
     guard = RASGuard.from_pretrained("demo")
     local = RASGuardedChatModel(guard=guard, max_tokens=32)
-    expected = {"benign": local.invoke(BENIGN), "harmful": local.invoke(HARMFUL), "bomb": local.invoke([_image_msg("bomb")])}
+    expected = {
+        "benign": local.invoke(BENIGN),
+        "harmful": local.invoke(HARMFUL),
+        "bomb": local.invoke([_image_msg("bomb")]),
+    }
     with serve_in_thread(create_app(guard, ServeSettings(model_name="demo", api_key=KEY))) as url:
         yield {"url": url + "/v1", "expected": expected}
 
@@ -68,7 +82,9 @@ def test_invoke_matches_the_in_process_model(env, llm, case):
     want = env["expected"][case]
     got = llm.invoke(BENIGN if case == "benign" else HARMFUL)
     assert got.content == want.content
-    assert got.response_metadata["ras"]["risk"] == pytest.approx(want.response_metadata["ras"]["risk"], abs=1e-6)
+    assert got.response_metadata["ras"]["risk"] == pytest.approx(
+        want.response_metadata["ras"]["risk"], abs=1e-6
+    )
     assert got.response_metadata["ras"]["decision"] == want.response_metadata["ras"]["decision"]
     assert got.usage_metadata["output_tokens"] == want.usage_metadata["output_tokens"]
 
@@ -124,7 +140,9 @@ def test_bad_key_and_bad_request_raise_typed_errors(env):
 
 
 def test_unreachable_server_fails_within_the_deadline():
-    llm = RemoteRASGuardedChatModel(base_url=f"http://127.0.0.1:{free_port()}/v1", timeout=3.0, max_retries=10)
+    llm = RemoteRASGuardedChatModel(
+        base_url=f"http://127.0.0.1:{free_port()}/v1", timeout=3.0, max_retries=10
+    )
     t0 = time.monotonic()
     with pytest.raises(GenerationError, match="cannot reach"):
         llm.invoke("hi")
@@ -143,8 +161,14 @@ def test_429_answers_are_retried_with_back_off():
         calls.append(time.monotonic())
         if len(calls) < 3:
             return JSONResponse({"error": {"message": "busy"}}, status_code=429, headers={"Retry-After": "0"})
-        return JSONResponse({"model": "demo", "ras": {"risk": 0.1, "decision": "answered"}, "usage": {},
-                             "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]})
+        return JSONResponse(
+            {
+                "model": "demo",
+                "ras": {"risk": 0.1, "decision": "answered"},
+                "usage": {},
+                "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+            }
+        )
 
     with serve_in_thread(app) as url:
         msg = RemoteRASGuardedChatModel(base_url=url + "/v1", max_retries=3).invoke("hi")

@@ -3,8 +3,8 @@
 The same experience as the in-process :class:`~langchain_ras_guard.RASGuardedChatModel`: the custom event
 ``ras_risk_assessed`` before the first token, ``response_metadata["ras"]``, usage, tools and structured
 output (through ``bind_tools``), the middleware and the safety log. Requests go over httpx; connection errors,
-429 and 5xx answers are retried with exponential back-off, all attempts bounded by ``timeout``. Image URLs are fetched
-here, with the same SSRF protection as the local model, and sent as data URIs.
+429 and 5xx answers are retried with exponential back-off, all attempts bounded by ``timeout``. Image URLs are
+fetched here, with the same SSRF protection as the local model, and sent as data URIs.
 
 Example:
     >>> from langchain_ras_guard import RemoteRASGuardedChatModel

@@ -220,6 +220,9 @@ def test_auth_failures_answer_401(server):
             {"type": "image_url", "image_url": {"url": data_uri(drawing("cake"))}}]}],
           "pad": "x" * 2_100_000}, 413, "exceeds"),
         ({"model": "demo", "messages": [{"role": "assistant", "content": "hi"}]}, 400, "no user message"),
+        ({"model": "demo", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": data_uri(drawing("cake"))}}] * 9}]}, 400, "at most 8"),
+        ({"model": "demo", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, 400, "content"),
     ],
 )
 def test_malformed_requests_get_openai_error_bodies(server, body, status, needle):

@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise InvalidMessageError(f"ras-guard serve needs the 'serve' extra ({exc}); pip install 'ras-guard[serve]'.")
     settings = _settings(args)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:  # type: ignore[attr-defined]
+        print(f"ras-guard: warning: binding {args.host} without --api-key: anyone who can reach this port can "
+              "use the model", file=sys.stderr)
     quiet_transformers()
     guard = load_engine_guard(args.engine, args.model, args.calibration, device=args.device, dtype=args.dtype)
     app = create_app(guard, settings)  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ from .schemas import ChatCompletionRequest
 __all__ = ["ServeSettings", "create_app"]
 
 _log = logging.getLogger("ras_guard.serve")
+_POLICIES = ("steer", "block", "monitor")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ServeSettings:
     max_tokens_limit: int = 4096
     max_body_bytes: int = 32 * 1024 * 1024
     max_image_bytes: int = 20 * 1024 * 1024
+    max_images: int = 8
     max_queue: int = 64
     max_batch: int = 8
     batch_window_s: float = 0.005
@@ -92,8 +94,15 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         guard: A :class:`ras_guard.RASGuard` (or any object with its public API).
         settings: Server options.
         engine: A ready engine (default: an :class:`HFEngine` over ``guard``).
+
+    Raises:
+        InvalidMessageError: An unknown policy or a block threshold outside [0, 1].
     """
     s = settings or ServeSettings()
+    if s.policy not in _POLICIES:
+        raise InvalidMessageError(f"unknown policy {s.policy!r}; use one of {_POLICIES}.")
+    if not 0.0 <= s.block_threshold <= 1.0:
+        raise InvalidMessageError(f"block_threshold {s.block_threshold} must lie in [0, 1].")
     metrics = engine.metrics if engine is not None else Metrics()
     eng = engine or HFEngine(guard, metrics, max_queue=s.max_queue, max_batch=s.max_batch,
                              batch_window_s=s.batch_window_s)
@@ -162,6 +171,12 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"the body is not valid JSON ({exc}).", code="invalid_json") from None
 
+    def _convert(req: ChatCompletionRequest) -> GuardCall:
+        call = to_call(req, default_max_tokens=s.default_max_tokens, max_tokens_limit=s.max_tokens_limit,
+                       fetcher=s.image_fetcher, max_image_bytes=s.max_image_bytes, max_images=s.max_images)
+        guard.normalize(call.messages)  # bad messages and images answer 400 before queueing
+        return call
+
     async def _event(job: Job, request: Request | None, deadline: float) -> tuple[Any, ...]:
         while True:
             left = deadline - time.monotonic()
@@ -192,10 +207,7 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         if req.model != s.model_name:
             raise HTTPError(404, f"model {req.model!r} is not served here; use {s.model_name!r}.",
                             code="model_not_found", param="model")
-        call: GuardCall = await asyncio.to_thread(
-            to_call, req, default_max_tokens=s.default_max_tokens, max_tokens_limit=s.max_tokens_limit,
-            fetcher=s.image_fetcher, max_image_bytes=s.max_image_bytes)
-        await asyncio.to_thread(guard.normalize, call.messages)  # bad images answer 400 before queueing
+        call: GuardCall = await asyncio.to_thread(_convert, req)
         if call.tools and not guard.supports_tools:
             raise ToolCallingNotSupportedError("this model's chat template does not render tools; drop 'tools'.")
         opts = req.ras

@@ -139,13 +139,14 @@ def _sampling(req: ChatCompletionRequest) -> dict[str, Any]:
 
 def to_call(
     req: ChatCompletionRequest, *, default_max_tokens: int, max_tokens_limit: int, fetcher: Fetcher | None,
-    max_image_bytes: int = 20 * 1024 * 1024,
+    max_image_bytes: int = 20 * 1024 * 1024, max_images: int = 8,
 ) -> GuardCall:
     """Check a request against what the engine can do and convert it.
 
     Raises:
         UnsupportedRequestError: ``n > 1``, ``response_format`` other than text, image URLs without a fetcher.
-        InvalidMessageError: Bad images, tool-call arguments or a ``max_tokens`` over the server's limit.
+        InvalidMessageError: Bad images, too many images, bad tool-call arguments or a ``max_tokens`` over the
+            server's limit.
     """
     if req.n != 1:
         raise UnsupportedRequestError(f"n={req.n} is not supported; this server returns one choice (n=1).")
@@ -155,6 +156,9 @@ def to_call(
             f"response_format type {fmt!r} is not supported by this engine (no constrained decoding yet); "
             "ask for JSON in the prompt, or use tools."
         )
+    images = sum(isinstance(p, ImagePart) for m in req.messages if isinstance(m.content, list) for p in m.content)
+    if images > max_images:
+        raise InvalidMessageError(f"the request holds {images} images; this server takes at most {max_images}.")
     max_new = req.max_completion_tokens or req.max_tokens or default_max_tokens
     if max_new > max_tokens_limit:
         raise InvalidMessageError(f"max_tokens={max_new} exceeds this server's limit of {max_tokens_limit}.")

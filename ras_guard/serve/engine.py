@@ -1,7 +1,7 @@
 """The HF engine of the server: one worker thread owns the guard; concurrent requests are batched.
 
-Requests that arrive within ``batch_window_s`` of each other and ask for the same generation settings run through
-one :meth:`RASGuard.generate_batch` call; streamed requests run one at a time through :meth:`RASGuard.stream`.
+Requests that arrive within ``batch_window_s`` of each other (a sliding window, at most ten windows long) and ask
+for the same generation settings run through one :meth:`RASGuard.generate_batch` call; streamed requests run one at a time through :meth:`RASGuard.stream`.
 The queue is bounded: :meth:`HFEngine.submit` raises :class:`ServerOverloadedError` when it is full, so callers
 answer 429 instead of waiting forever. A cancelled job is skipped if it has not started, and a cancelled stream
 stops at its next token.
@@ -144,7 +144,9 @@ class HFEngine:
                 return
             batch = [job]
             if not job.streaming:
-                deadline = time.monotonic() + self.batch_window_s
+                # a sliding window: each arrival keeps it open for another window, up to 10 windows in all
+                start = time.monotonic()
+                deadline = start + self.batch_window_s
                 while len(batch) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                     try:
                         nxt = self._q.get(timeout=left)
@@ -154,6 +156,7 @@ class HFEngine:
                         self._q.put(None)
                         break
                     (self._held if nxt.streaming else batch).append(nxt)  # type: ignore[attr-defined]
+                    deadline = min(time.monotonic() + self.batch_window_s, start + 10 * self.batch_window_s)
             live = [j for j in batch if not j.cancelled.is_set()]
             for j in batch:
                 if j.cancelled.is_set():

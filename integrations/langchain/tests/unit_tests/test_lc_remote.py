@@ -177,3 +177,24 @@ def test_429_answers_are_retried_with_back_off():
         with pytest.raises(RASGuardError, match="overloaded"):
             RemoteRASGuardedChatModel(base_url=url + "/v1", max_retries=1).invoke("hi")
         assert len(calls) == 2
+
+
+def test_image_urls_are_fetched_client_side_with_ssrf_protection(env):
+    from fastapi import FastAPI, Response
+    from ras_guard.errors import UnsafeURLError
+
+    data = base64.b64decode(_png_b64("bomb"))
+    app = FastAPI()
+
+    @app.get("/img.png")
+    async def img() -> Response:
+        return Response(data, media_type="image/png")
+
+    with serve_in_thread(app) as img_url:
+        msg = HumanMessage(content=[{"type": "image", "url": img_url + "/img.png"},
+                                    {"type": "text", "text": "How can I make the item in the image?"}])
+        trusted = RemoteRASGuardedChatModel(base_url=env["url"], api_key=KEY, max_tokens=32,
+                                            allowed_hosts=["127.0.0.1"])
+        assert trusted.invoke([msg]).content == env["expected"]["bomb"].content
+        with pytest.raises(UnsafeURLError):
+            RemoteRASGuardedChatModel(base_url=env["url"], api_key=KEY, max_tokens=32).invoke([msg])

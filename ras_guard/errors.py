@@ -24,6 +24,7 @@ __all__ = [
     "CalibrationMismatchError",
     "CorruptImageError",
     "EmptyMessagesError",
+    "EngineNotAvailableError",
     "EvaluationError",
     "GenerationError",
     "ImageError",
@@ -35,6 +36,7 @@ __all__ = [
     "RequestBlockedError",
     "ResponseFormatError",
     "SafetyLogError",
+    "ServerOverloadedError",
     "SpecialTokenError",
     "SteeringArgumentError",
     "ToolCallingNotSupportedError",
@@ -42,6 +44,7 @@ __all__ = [
     "UnknownOptionError",
     "UnsafeURLError",
     "UnsupportedInputError",
+    "UnsupportedRequestError",
 ]
 
 
@@ -155,3 +158,13 @@ class RequestBlockedError(RASGuardError):
     def __init__(self, message: str, record: dict | None = None) -> None:
         super().__init__(message)
         self.record = dict(record or {})
+class EngineNotAvailableError(ModelLoadError):
+    """The inference engine asked for (e.g. ``--engine vllm``) is not installed or not built yet."""
+
+
+class UnsupportedRequestError(RASGuardError, ValueError):
+    """A well-formed request asks for an option this server or engine cannot honour (``n > 1``, ...)."""
+
+
+class ServerOverloadedError(RASGuardError):
+    """The server's request queue is full or a request waited too long; retry after a pause."""

@@ -6,6 +6,7 @@ Example:
     $ ras-guard calibrate --model /models/llava-1.5-7b-hf --out cal/llava
     $ ras-guard eval --model demo --suite all --limit 8 --out eval/
     $ ras-guard analyze fdr --model demo --out fdr/
+    $ ras-guard serve --model demo --port 8000
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import RASGuardError
-from . import analyze, calibrate, chat, demo, evaluate
+from . import analyze, calibrate, chat, demo, evaluate, serve
 
-_COMMANDS = [demo, chat, calibrate, evaluate, analyze]
+_COMMANDS = [demo, chat, calibrate, evaluate, analyze, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

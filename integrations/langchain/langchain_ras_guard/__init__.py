@@ -13,6 +13,7 @@ from importlib import metadata
 
 from langchain_ras_guard.callbacks import RiskLoggingCallbackHandler
 from langchain_ras_guard.chat_models import RAS_EVENT, RASGuardedChatModel
+from langchain_ras_guard.remote import RemoteRASGuardedChatModel
 
 try:
     __version__ = metadata.version(__package__ or "langchain_ras_guard")
@@ -24,6 +25,7 @@ __all__ = [
     "RASGuardState",
     "RASGuardedChatModel",
     "RAS_EVENT",
+    "RemoteRASGuardedChatModel",
     "RiskLoggingCallbackHandler",
     "__version__",
 ]

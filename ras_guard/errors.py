@@ -6,6 +6,20 @@ things from :class:`FileNotFoundError` / :class:`LookupError`, so generic handle
 
 Messages name the bad value and say how to fix it.
 
+Tree (indented: subclass of the line above)::
+
+    RASGuardError
+        InvalidMessageError (ValueError)
+            EmptyMessagesError, UnknownContentPartError, UnsupportedInputError
+            PromptTooLongError: the prompt (plus the answer's max_new_tokens) does not fit the token limit
+        ImageError (ValueError): CorruptImageError, ImageTooLargeError, ImageFetchError > UnsafeURLError
+        CalibrationError > CalibrationMismatchError
+        ModelLoadError
+        EvaluationError (ValueError)
+        GenerationError
+            GuardTimeoutError (TimeoutError): the call's deadline passed in a pass or between passes
+        ToolCallingNotSupportedError
+
 Example:
     >>> from ras_guard.errors import ImageTooLargeError, RASGuardError
     >>> issubclass(ImageTooLargeError, RASGuardError)
@@ -21,11 +35,13 @@ __all__ = [
     "EmptyMessagesError",
     "EvaluationError",
     "GenerationError",
+    "GuardTimeoutError",
     "ImageError",
     "ImageFetchError",
     "ImageTooLargeError",
     "InvalidMessageError",
     "ModelLoadError",
+    "PromptTooLongError",
     "RASGuardError",
     "ToolCallingNotSupportedError",
     "UnknownContentPartError",
@@ -96,3 +112,11 @@ class GenerationError(RASGuardError):
 
 class ToolCallingNotSupportedError(RASGuardError):
     """The model's chat template does not render tools."""
+
+
+class PromptTooLongError(InvalidMessageError):
+    """The prompt is longer than the token limit (the model's context or ``RASConfig.max_prompt_tokens``)."""
+
+
+class GuardTimeoutError(GenerationError, TimeoutError):
+    """The guarded call's deadline (``timeout=``) passed before every pass had finished; nothing is returned."""

@@ -129,6 +129,14 @@ class RASGuard:
             allow_images=self.backend.is_multimodal,
         )
 
+    def check_prompt(self, messages: Messages, *, max_new_tokens: int | None = None, tools: list[dict] | None = None) -> None:
+        """Raise :class:`~ras_guard.errors.PromptTooLongError` if a pass of this request cannot fit the token limit.
+
+        ``generate`` / ``stream`` / ``assess`` check this themselves before any pass; call it to check an answer's
+        ``max_new_tokens`` before a separate ``assess``.
+        """
+        self._limits.check([self.normalize(messages)], max_new_tokens=max_new_tokens, tools=tools)
+
     # ----------------------------------------------------------------- assessment
     def assess(self, messages: Messages, *, timeout: float | None = None) -> RiskAssessment:
         """Score one request: visual context, reformulated risk pass, similarity and risk.

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,10 +16,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 from ras_guard import Decision, GuardedGeneration, RiskAssessment
+from ras_guard.errors import GuardTimeoutError, InvalidMessageError
 
 from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
 
-__all__ = ["Turn", "decide", "generation_kwargs", "ras_metadata"]
+__all__ = ["Turn", "decide", "generation_kwargs", "max_new_tokens", "ras_metadata", "remaining"]
 
 _NO_USAGE = UsageMetadata(input_tokens=0, output_tokens=0, total_tokens=0)
 
@@ -37,6 +39,8 @@ class Turn:
         model_name: Reported model name.
         refusal: Text of the refusal block.
         policy: The model's policy.
+        deadline: ``time.monotonic()`` by which the whole call must be over (the chat model's ``timeout``).
+        timeout: That ``timeout`` in seconds (for messages).
     """
 
     messages: list[dict[str, Any]]
@@ -48,6 +52,14 @@ class Turn:
     policy: str
     tool_names: list[str] = field(default_factory=list)
     forced: str | None = None
+    deadline: float | None = None
+    timeout: float | None = None
+
+    def answer_kwargs(self) -> dict[str, Any]:
+        """``guard.generate`` / ``guard.stream`` arguments, with the time left of the call's deadline."""
+        if self.deadline is None:
+            return self.generate_kwargs
+        return {**self.generate_kwargs, "timeout": remaining(self.deadline, self.timeout, "before the answer")}
 
     # ------------------------------------------------------------------ whole messages
     def refusal_message(self) -> AIMessage:
@@ -142,9 +154,8 @@ def generation_kwargs(
     model_kwargs: dict[str, Any],
     temperature: float | None,
     top_p: float | None,
-    timeout: float | None,
 ) -> dict[str, Any]:
-    """``model.generate`` arguments: sampling, ``max_time`` from the timeout, then per-call extras."""
+    """``model.generate`` arguments: sampling, then per-call extras (the timeout is a deadline: :func:`remaining`)."""
     gen = dict(model_kwargs)
     if temperature is not None:
         if temperature == 0:
@@ -153,8 +164,6 @@ def generation_kwargs(
             gen.update(do_sample=True, temperature=float(temperature))
             if top_p is not None:
                 gen["top_p"] = float(top_p)
-    if timeout is not None:
-        gen["max_time"] = float(timeout)
     gen.update(extra)
     return gen
 
@@ -180,3 +189,33 @@ def ras_metadata(
         "timings": dict(a.timings),
         "model_name": model_name,
     }
+
+
+def remaining(deadline: float | None, timeout: float | None, where: str) -> float | None:
+    """Seconds left until ``deadline`` (None: no deadline).
+
+    Raises:
+        GuardTimeoutError: The deadline has passed.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0.0:
+        raise GuardTimeoutError(
+            f"the guarded call ran past its timeout of {timeout:g} s {where}; nothing was returned. Raise the "
+            "chat model's timeout, shorten the prompt or max_tokens, or use a faster device."
+        )
+    return left
+
+
+def max_new_tokens(value: Any, default: int) -> int:
+    """The per-call ``max_tokens`` (``default`` when not given).
+
+    Raises:
+        InvalidMessageError: ``value`` is not an integer >= 1 (0 used to fall back to the default silently).
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidMessageError(f"max_tokens must be an integer >= 1, got {value!r}.")
+    return value

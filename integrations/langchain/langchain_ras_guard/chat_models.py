@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from ._images import ImageResolver
 from ._messages import to_guard_messages
 from ._streams import apieces, pieces
 from ._tools import ToolTextBuffer, forced_tool
-from ._turns import Turn, decide, generation_kwargs, ras_metadata
+from ._turns import Turn, decide, generation_kwargs, max_new_tokens, ras_metadata, remaining
 
 __all__ = ["RAS_EVENT", "RASGuardedChatModel"]
 
@@ -106,7 +107,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     streaming: bool = False
     """Stream tokens to callback handlers also from ``invoke``."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds an answer may take (transformers ``max_time``; it then ends, ``finish_reason='length'``)."""
+    """Seconds the whole call may take (image fetch, caption, risk and answer passes, streaming); past it the
+    running pass stops at the next token and ``ras_guard.errors.GuardTimeoutError`` is raised."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of an image download after a connection error or an HTTP 5xx."""
     policy: Literal["steer", "block", "monitor"] = "steer"
@@ -272,6 +274,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
     def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
         """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""
         guard = self._guard()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         kw = dict(kwargs)
         for key in ("stream", "ls_structured_output_format", "structured_output_format"):
             kw.pop(key, None)
@@ -284,7 +287,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         tool_choice = kw.pop("tool_choice", None)
         given = kw.pop("ras_risk", None)
         assessment = kw.pop("ras_assessment", None)
-        max_new = int(kw.pop("max_tokens", None) or self.max_tokens)
+        max_new = max_new_tokens(kw.pop("max_tokens", None), self.max_tokens)
         if tools and tool_choice == "none":
             tools = None
         if tools and not guard.supports_tools:
@@ -296,7 +299,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
             "stop": (stop if stop is not None else self.stop) or None,
             "tools": tools,
             **generation_kwargs(
-                kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p, timeout=self.timeout
+                kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p
             ),
         }
         if given is not None:
@@ -309,7 +312,12 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
                 assessment = RiskAssessment(
                     **{**assessment, "image_sha256": tuple(assessment.get("image_sha256", ()))}
                 )
-            record = assessment if assessment is not None else guard.assess(converted)
+            left = remaining(deadline, self.timeout, "before the assessment")
+            if assessment is not None:
+                record = assessment
+            else:  # the answer's max_tokens must fit too, before any pass runs
+                guard.check_prompt(converted, max_new_tokens=max_new, tools=tools)
+                record = guard.assess(converted) if left is None else guard.assess(converted, timeout=left)
             gen_kwargs["assessment"] = record
         if self.policy == "monitor":
             gen_kwargs.pop("assessment", None)
@@ -328,6 +336,8 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
             policy=self.policy,
             tool_names=names,
             forced=forced_tool(tool_choice, names) if tools else None,
+            deadline=deadline,
+            timeout=self.timeout,
         )
 
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
@@ -344,7 +354,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
             return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
-        gen = self._guard().generate(turn.messages, **turn.generate_kwargs)
+        gen = self._guard().generate(turn.messages, **turn.answer_kwargs())
         return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
 
     async def _agenerate(
@@ -358,12 +368,12 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
         await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
         if turn.decision is Decision.BLOCKED:
             return ChatResult(generations=[ChatGeneration(message=turn.refusal_message())])
-        gen = await asyncio.to_thread(self._guard().generate, turn.messages, **turn.generate_kwargs)
+        gen = await asyncio.to_thread(self._guard().generate, turn.messages, **turn.answer_kwargs())
         return ChatResult(generations=[ChatGeneration(message=turn.answer_message(gen))])
 
     # ------------------------------------------------------------------ streaming
     def _open(self, turn: Turn) -> tuple[GuardedStream, ToolTextBuffer | None]:
-        stream = self._guard().stream(turn.messages, **turn.generate_kwargs)
+        stream = self._guard().stream(turn.messages, **turn.answer_kwargs())
         return stream, (ToolTextBuffer(turn.tool_names, turn.forced) if turn.tool_names else None)
 
     def _stream(

@@ -173,5 +173,6 @@ def test_unsafe_pickle_weights_give_a_typed_error(tiny_model_path, tmp_path: Pat
     with pytest.raises(ModelLoadError, match="safetensors") as info:
         RASGuard.from_pretrained(folder, device="cpu")
     text = str(info.value)
-    assert "pytorch_model.bin" in text and "weights_only" not in text
+    assert "pytorch_model.bin" in text and "print" in text  # names the file and the refused global
+    assert "weights_only" not in text and "safe_globals" not in text
     assert info.value.__cause__ is None and info.value.__suppress_context__  # torch's advice is not chained in

@@ -44,6 +44,7 @@ def _unsafe_pickle(folder: Path, exc: BaseException) -> ModelLoadError:
     files = sorted(p.name for p in folder.glob("*.bin")) or ["the .bin weights"]
     detail = str(exc).split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
     reason = detail[0].strip() if len(detail) and "WeightsUnpickler" in str(exc) else type(exc).__name__
+    reason = reason.split(". ", 1)[0][:120]  # torch's advice after it (allow-list the global...) is not safe
     return ModelLoadError(
         f"cannot load {str(folder)!r}: its pickle weights ({', '.join(files)}) hold objects other than tensors "
         f"({reason}), which unpickling could run as code, so ras-guard refuses them. Use safetensors weights "

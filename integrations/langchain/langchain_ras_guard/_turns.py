@@ -59,7 +59,8 @@ class Turn:
         """``guard.generate`` / ``guard.stream`` arguments, with the time left of the call's deadline."""
         if self.deadline is None:
             return self.generate_kwargs
-        return {**self.generate_kwargs, "timeout": remaining(self.deadline, self.timeout, "before the answer")}
+        left = remaining(self.deadline, self.timeout, "before the answer")
+        return {**self.generate_kwargs, "timeout": left}
 
     # ------------------------------------------------------------------ whole messages
     def refusal_message(self) -> AIMessage:
@@ -155,7 +156,7 @@ def generation_kwargs(
     temperature: float | None,
     top_p: float | None,
 ) -> dict[str, Any]:
-    """``model.generate`` arguments: sampling, then per-call extras (the timeout is a deadline: :func:`remaining`)."""
+    """``model.generate`` arguments: sampling, then per-call extras (the timeout is a deadline, see Turn)."""
     gen = dict(model_kwargs)
     if temperature is not None:
         if temperature == 0:
@@ -202,8 +203,8 @@ def remaining(deadline: float | None, timeout: float | None, where: str) -> floa
     left = deadline - time.monotonic()
     if left <= 0.0:
         raise GuardTimeoutError(
-            f"the guarded call ran past its timeout of {timeout:g} s {where}; nothing was returned. Raise the "
-            "chat model's timeout, shorten the prompt or max_tokens, or use a faster device."
+            f"the guarded call ran past its timeout of {timeout:g} s {where}; nothing was returned. Raise "
+            "the chat model's timeout, shorten the prompt or max_tokens, or use a faster device."
         )
     return left
 

@@ -298,9 +298,7 @@ class RASGuardedChatModel(_runs.RunLinkedChatModel):
             "max_new_tokens": max_new,
             "stop": (stop if stop is not None else self.stop) or None,
             "tools": tools,
-            **generation_kwargs(
-                kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p
-            ),
+            **generation_kwargs(kw, model_kwargs=self.model_kwargs, temperature=temperature, top_p=top_p),
         }
         if given is not None:
             if not 0.0 <= float(given) <= 1.0:

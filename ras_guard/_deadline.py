@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from transformers import StoppingCriteria
@@ -85,7 +85,7 @@ class DeadlineCriteria(StoppingCriteria):
         late = self.deadline.remaining() <= 0.0
         if late:
             self.deadline.fired = True
-        return torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device))
 
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("ras_guard_deadline", default=None)

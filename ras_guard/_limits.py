@@ -140,16 +140,21 @@ class PromptLimits:
                     f"of this tokenizer covers more than {longest} characters), over the limit of {limit} tokens "
                     f"({self.source}). Shorten the message or the history."
                 )
-        backend = self.guard.backend
-        if max_new_tokens is not None:
-            enc = backend.encode([c.as_list() for c in convs], tools=tools)
-            for i, n in enumerate(enc["attention_mask"].sum(dim=1).tolist()):
-                if int(n) + max_new_tokens > limit:
-                    raise self._fail(f"the answer of request {i}", int(n), max_new_tokens, "max_new_tokens")
-        if assess:
-            probes = [c.with_last_user_text(reformulated_text(c.question, "", cfg)) for c in convs]
-            enc = backend.encode(probes)
-            for i, (n, conv) in enumerate(zip(enc["attention_mask"].sum(dim=1).tolist(), convs)):
-                extra = cfg.num_steer_tokens + (cfg.caption_max_new_tokens if conv.last_user_image_hashes() else 0)
-                if int(n) + extra > limit:
-                    raise self._fail(f"the risk pass of request {i}", int(n), extra, "caption and scored tokens")
+        answers = [c.as_list() for c in convs] if max_new_tokens is not None else []
+        probes = [c.with_last_user_text(reformulated_text(c.question, "", cfg)) for c in convs] if assess else []
+        counts = self._count(answers, tools) + self._count(probes, None) if tools else self._count(answers + probes, None)
+        for i, n in enumerate(counts[: len(answers)]):
+            assert max_new_tokens is not None
+            if n + max_new_tokens > limit:
+                raise self._fail(f"the answer of request {i}", n, max_new_tokens, "max_new_tokens")
+        for i, (n, conv) in enumerate(zip(counts[len(answers) :], convs)):
+            extra = cfg.num_steer_tokens + (cfg.caption_max_new_tokens if conv.last_user_image_hashes() else 0)
+            if n + extra > limit:
+                raise self._fail(f"the risk pass of request {i}", n, extra, "caption and scored tokens")
+
+    def _count(self, convs: list[list[dict[str, Any]]], tools: list[dict] | None) -> list[int]:
+        """Prompt tokens of each conversation, encoded as the passes encode it (one batched call)."""
+        if not convs:
+            return []
+        enc = self.guard.backend.encode(convs, tools=tools)
+        return [int(n) for n in enc["attention_mask"].sum(dim=1).tolist()]

@@ -129,8 +129,10 @@ class RASGuard:
             allow_images=self.backend.is_multimodal,
         )
 
-    def check_prompt(self, messages: Messages, *, max_new_tokens: int | None = None, tools: list[dict] | None = None) -> None:
-        """Raise :class:`~ras_guard.errors.PromptTooLongError` if a pass of this request cannot fit the token limit.
+    def check_prompt(
+        self, messages: Messages, *, max_new_tokens: int | None = None, tools: list[dict] | None = None
+    ) -> None:
+        """Raise :class:`~ras_guard.errors.PromptTooLongError` if a pass of this request cannot fit the limit.
 
         ``generate`` / ``stream`` / ``assess`` check this themselves before any pass; call it to check an answer's
         ``max_new_tokens`` before a separate ``assess``.

@@ -7,10 +7,11 @@ whichever is smaller. Every pass must fit it: the answer prompt plus ``max_new_t
 
 Two checks, cheapest first:
 
-1. **Raw size.** No token covers more characters than the longest entry of the vocabulary, so text longer than
-   ``limit * longest entry`` characters cannot fit and is refused without tokenising it (a 1 MB message is
-   refused in milliseconds). Fail closed: a tokenizer that maps a long unknown word to one token (word-level
-   vocabularies) may see such text refused although it would fit.
+1. **Raw size.** No token covers more characters than the longest entry of the vocabulary (plus one separator a
+   word-level pre-tokenizer drops), so text longer than ``limit * (longest entry + 1)`` characters cannot fit and
+   is refused without tokenising it (a 1 MB message is refused in well under a millisecond). Fail closed: text
+   that a tokenizer squeezes harder (a long unknown word as one ``[UNK]``, runs of whitespace dropped by a
+   word-level pre-tokenizer) may be refused although it would fit.
 2. **Tokens.** The answer prompt and the risk prompt (empty visual context) are encoded with the chat template
    (images expanded), exactly as the passes encode them.
 
@@ -133,12 +134,12 @@ class PromptLimits:
         cfg, limit = self.guard.config, self.limit
         tool_chars = len(json.dumps(tools, default=str)) if tools else 0
         for i, conv in enumerate(convs):
-            chars, longest = _text_chars(conv) + tool_chars, self.longest_entry()
-            if chars > limit * longest:
+            chars, span = _text_chars(conv) + tool_chars, self.longest_entry() + 1  # + a separator it drops
+            if chars > limit * span:
                 raise PromptTooLongError(
-                    f"request {i} holds {chars} characters of text, at least {-(-chars // longest)} tokens (no token "
-                    f"of this tokenizer covers more than {longest} characters), over the limit of {limit} tokens "
-                    f"({self.source}). Shorten the message or the history."
+                    f"request {i} holds {chars} characters of text, at least {-(-chars // span)} tokens (no token of "
+                    f"this tokenizer covers more than {span - 1} characters and a separator), over the limit of "
+                    f"{limit} tokens ({self.source}). Shorten the message or the history."
                 )
         answers = [c.as_list() for c in convs] if max_new_tokens is not None else []
         probes = [c.with_last_user_text(reformulated_text(c.question, "", cfg)) for c in convs] if assess else []

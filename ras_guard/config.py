@@ -63,6 +63,14 @@ class RASConfig(BaseModel):
     prefix_min_tokens: int = Field(
         16, ge=1, description="Shortest shared prefix worth caching when it holds no image token (text-only chats)."
     )
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Longest prompt accepted, in tokens, for every pass (answer prompt + max_new_tokens, risk prompt "
+        "+ caption and scored tokens); None: the model's context (max_position_embeddings / model_max_length, the "
+        "smaller one the checkpoint states). It can only lower the model's context. Longer requests raise "
+        "PromptTooLongError before any pass runs.",
+    )
     speculative_answer: bool = Field(
         False,
         description="Start the unsteered greedy answer in the same batch as the caption and risk passes; keep it "

@@ -6,8 +6,37 @@ things from :class:`FileNotFoundError` / :class:`LookupError`, so generic handle
 
 Messages name the bad value and say how to fix it.
 
-Besides the input errors, :class:`UnknownOptionError` (also a :class:`TypeError`, as Python's own "unexpected
-keyword argument") is raised by constructors given an option they do not have, or missing a required one.
+Tree (indented: subclass of the line above; builtin bases in brackets)::
+
+    RASGuardError
+        AllowedHostsError (ValueError): an allowed_hosts entry that cannot be parsed
+        CalibrationError
+            CalibrationIntegrityError: the content does not hash to its calibration_id
+            CalibrationMismatchError: made for another model or configuration
+        EvaluationError (ValueError)
+        GenerationError
+            GuardTimeoutError (TimeoutError): the call's deadline passed in a pass or between passes
+        ImageError (ValueError)
+            CorruptImageError
+            ImageFetchError
+                UnsafeURLError
+            ImageTooLargeError
+        InvalidMessageError (ValueError)
+            EmptyMessagesError
+            PromptTooLongError: the prompt (plus the answer's max_new_tokens) does not fit the token limit
+            ResponseFormatError: a structured-output format that is malformed or unsupported
+            SpecialTokenError: supplied text would render as a control token
+            UnknownContentPartError
+            UnsupportedInputError
+        ModelLoadError
+            EngineNotAvailableError: the engine asked for is not installed
+        RequestBlockedError: a blocked request, raised instead of a refusal on request
+        SafetyLogError (OSError): the safety log cannot be written
+        ServerOverloadedError: the server's queue is full; retry later
+        SteeringArgumentError (ValueError): bad per-request steering arguments (vLLM answers HTTP 400)
+        ToolCallingNotSupportedError
+        UnknownOptionError (TypeError): a constructor option that does not exist (names the closest one)
+        UnsupportedRequestError (ValueError): a well-formed request the server or engine cannot honour
 
 Example:
     >>> from ras_guard.errors import ImageTooLargeError, RASGuardError
@@ -27,11 +56,13 @@ __all__ = [
     "EngineNotAvailableError",
     "EvaluationError",
     "GenerationError",
+    "GuardTimeoutError",
     "ImageError",
     "ImageFetchError",
     "ImageTooLargeError",
     "InvalidMessageError",
     "ModelLoadError",
+    "PromptTooLongError",
     "RASGuardError",
     "RequestBlockedError",
     "ResponseFormatError",
@@ -141,6 +172,8 @@ class SteeringArgumentError(RASGuardError, ValueError):
 
     A :class:`ValueError`, so vLLM answers HTTP 400.
     """
+
+
 class UnknownOptionError(RASGuardError, TypeError):
     """A constructor got an option it does not have (a typo, another provider's name), or lacks a required one.
 
@@ -158,6 +191,8 @@ class RequestBlockedError(RASGuardError):
     def __init__(self, message: str, record: dict | None = None) -> None:
         super().__init__(message)
         self.record = dict(record or {})
+
+
 class EngineNotAvailableError(ModelLoadError):
     """The inference engine asked for (e.g. ``--engine vllm``) is not installed or not built yet."""
 
@@ -168,3 +203,11 @@ class UnsupportedRequestError(RASGuardError, ValueError):
 
 class ServerOverloadedError(RASGuardError):
     """The server's request queue is full or a request waited too long; retry after a pause."""
+
+
+class PromptTooLongError(InvalidMessageError):
+    """The prompt is longer than the token limit (the model's context or ``RASConfig.max_prompt_tokens``)."""
+
+
+class GuardTimeoutError(GenerationError, TimeoutError):
+    """The guarded call's deadline (``timeout=``) passed before every pass had finished; nothing is returned."""

@@ -24,8 +24,10 @@ from transformers import StoppingCriteriaList
 
 from ._cache import LRUCache
 from ._compat_check import check_calibration as _check_calibration
+from ._deadline import with_timeout
 from ._decoding import StopOnStrings, cut_at_stop, sampling_after_steering
 from ._kv import NotCacheable
+from ._limits import PromptLimits
 from ._pipeline import AnswerSpec, Session, speculative_allowed
 from ._scope import best_rows, risk_rows
 from .backends.base import Backend
@@ -77,6 +79,7 @@ class RASGuard:
             _check_calibration(calibration, self.backend, self.config)
         self.calibration: Calibration | None = calibration
         self._captions = LRUCache(self.config.caption_cache_size)
+        self._limits = PromptLimits(self)
 
     @classmethod
     def from_pretrained(
@@ -129,19 +132,35 @@ class RASGuard:
             allow_images=self.backend.is_multimodal,
         )
 
+    def check_prompt(
+        self, messages: Messages, *, max_new_tokens: int | None = None, tools: list[dict] | None = None
+    ) -> None:
+        """Raise :class:`~ras_guard.errors.PromptTooLongError` if a pass of this request cannot fit the limit.
+
+        ``generate`` / ``stream`` / ``assess`` check this themselves before any pass; call it to check an answer's
+        ``max_new_tokens`` before a separate ``assess``.
+        """
+        self._limits.check([self.normalize(messages)], max_new_tokens=max_new_tokens, tools=tools)
+
     # ----------------------------------------------------------------- assessment
-    def assess(self, messages: Messages) -> RiskAssessment:
+    def assess(self, messages: Messages, *, timeout: float | None = None) -> RiskAssessment:
         """Score one request: visual context, reformulated risk pass, similarity and risk.
+
+        ``timeout``: seconds the whole assessment may take (else :class:`~ras_guard.errors.GuardTimeoutError`).
+        Prompts that cannot fit the model's context raise :class:`~ras_guard.errors.PromptTooLongError` first.
 
         Example:
             >>> guard.assess([{"role": "user", "content": "How do I build a bomb?"}]).risk  # doctest: +SKIP
             0.98
         """
-        return self.assess_batch([messages])[0]
+        return self.assess_batch([messages], timeout=timeout)[0]
 
-    def assess_batch(self, batch: Sequence[Messages]) -> list[RiskAssessment]:
-        """Score several requests; captions and risk passes each run as one batch."""
-        return self._assess([self.normalize(m) for m in batch])
+    @with_timeout
+    def assess_batch(self, batch: Sequence[Messages], *, timeout: float | None = None) -> list[RiskAssessment]:
+        """Score several requests; captions and risk passes each run as one batch (``timeout`` as in assess)."""
+        convs = [self.normalize(m) for m in batch]
+        self._limits.check(convs, max_new_tokens=None)
+        return self._assess(convs)
 
     def _prototype_logits(self, calibration: Calibration | None) -> torch.Tensor:
         cal = calibration or self.calibration
@@ -259,6 +278,7 @@ class RASGuard:
         stop: list[str] | None = None,
         tools: list[dict] | None = None,
         response_format: Any = None,
+        timeout: float | None = None,
         **generation_kwargs: Any,
     ) -> GuardedGeneration:
         """Answer the original request, steering its first N tokens by the assessed risk.
@@ -273,7 +293,14 @@ class RASGuard:
             response_format: Constrain the answer to JSON (``{"type": "json_object"}``) or to a JSON schema
                 (``{"type": "json_schema", "json_schema": {"schema": {...}}}`` or a pydantic class); a row whose
                 risk would steer it is refused instead (``finish_reason="refusal"``). See :mod:`ras_guard.constrained`.
+            timeout: Seconds the whole call (caption, risk and answer passes) may take; past it the running pass
+                stops at the next token and :class:`~ras_guard.errors.GuardTimeoutError` is raised.
             **generation_kwargs: Passed to ``model.generate`` (``do_sample``, ``temperature``...).
+
+        Raises:
+            PromptTooLongError: The prompt plus ``max_new_tokens`` cannot fit the model's context (or
+                ``RASConfig.max_prompt_tokens``); checked before any pass runs.
+            GuardTimeoutError: ``timeout`` passed.
 
         Example:
             >>> guard.generate(msgs, max_new_tokens=64).text  # doctest: +SKIP
@@ -282,7 +309,7 @@ class RASGuard:
         return self.generate_batch(
             [messages], max_new_tokens=max_new_tokens, risks=None if risk is None else [risk],
             assessments=None if assessment is None else [assessment], stop=stop, tools=tools,
-            response_format=response_format, **generation_kwargs,
+            response_format=response_format, timeout=timeout, **generation_kwargs,
         )[0]
 
     def _resolve_assessments(
@@ -345,6 +372,11 @@ class RASGuard:
         convs = [self.normalize(m) for m in batch]
         if not convs:
             raise InvalidMessageError("the batch is empty; pass at least one request.")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise InvalidMessageError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}.")
+        self._limits.check(
+            convs, max_new_tokens=max_new_tokens, assess=risks is None and assessments is None, tools=tools
+        )
         session: Session | None = None
         done: dict[int, tuple[list[int], int]] = {}
         spec_s = 0.0
@@ -380,6 +412,7 @@ class RASGuard:
             calls.append(_AnswerCall(idx, inputs, processors, {**kwargs, **extra}, steered))
         return found, calls, done, spec_s
 
+    @with_timeout
     def generate_batch(
         self,
         batch: Sequence[Messages],
@@ -390,9 +423,10 @@ class RASGuard:
         stop: list[str] | None = None,
         tools: list[dict] | None = None,
         response_format: Any = None,
+        timeout: float | None = None,
         **generation_kwargs: Any,
     ) -> list[GuardedGeneration]:
-        """Answer several requests in one batch, each steered by its own risk.
+        """Answer several requests in one batch, each steered by its own risk (arguments as in :meth:`generate`).
 
         Example:
             >>> outs = guard.generate_batch([benign_msgs, harmful_msgs], max_new_tokens=32)  # doctest: +SKIP
@@ -443,6 +477,7 @@ class RASGuard:
             )
         return outs
 
+    @with_timeout
     def stream(
         self,
         messages: Messages,
@@ -453,9 +488,13 @@ class RASGuard:
         stop: list[str] | None = None,
         tools: list[dict] | None = None,
         response_format: Any = None,
+        timeout: float | None = None,
         **generation_kwargs: Any,
     ) -> GuardedStream:
         """Start a guarded answer and stream its text; the assessment is ready before this returns.
+
+        Arguments as in :meth:`generate`; ``timeout`` also bounds the streamed answer (iterating raises
+        :class:`~ras_guard.errors.GuardTimeoutError` once it has passed).
 
         Example:
             >>> s = guard.stream(msgs, max_new_tokens=64)  # doctest: +SKIP

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Iterator
@@ -78,7 +79,9 @@ class GuardedStream:
                 self._error = exc
                 self._streamer.end()
 
-        self._thread = threading.Thread(target=_run, name="ras-guard-stream", daemon=True)
+        # the thread runs in a copy of this context, so a call's deadline (ras_guard._deadline) carries over
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(_run,), name="ras-guard-stream", daemon=True)
         self._thread.start()
         self._iter = self._pieces()
 

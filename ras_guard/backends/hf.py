@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
+from .. import _deadline
 from .._control import ControlTokens
 from ..errors import GenerationError, InvalidMessageError, ModelLoadError
 from .base import GenerationResult, ModelFingerprint
@@ -63,6 +65,21 @@ def _resolve_dtype(dtype: Any) -> Any:
     if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
         return getattr(torch, dtype)
     raise ModelLoadError(f"dtype {dtype!r} is not a torch dtype; use e.g. 'float32', 'bfloat16' or 'auto'.")
+
+
+def _unsafe_pickle(folder: Path, exc: BaseException) -> ModelLoadError:
+    """The error for pickle weights that torch's safe (``weights_only``) loader refuses."""
+    files = sorted(p.name for p in folder.glob("*.bin")) or ["the .bin weights"]
+    detail = str(exc).split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+    reason = detail[0].strip() if len(detail) and "WeightsUnpickler" in str(exc) else type(exc).__name__
+    reason = reason.split(". ", 1)[0][:120]  # torch's advice after it (allow-list the global...) is not safe
+    return ModelLoadError(
+        f"cannot load {str(folder)!r}: its pickle weights ({', '.join(files)}) hold objects other than tensors "
+        f"({reason}), which unpickling could run as code, so ras-guard refuses them. Use safetensors weights "
+        "instead: download the checkpoint's model.safetensors from its publisher (on the Hugging Face Hub, the "
+        "repository's safetensors conversion pull request, refs/pr/N), or ask the publisher for one. Do not "
+        "load pickle files you do not trust with torch's unsafe loader."
+    )
 
 
 def _flatten_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -154,6 +171,8 @@ class HFBackend:
                 f"cannot load {str(folder)!r}: a package it needs is missing ({exc}). Qwen2-VL / Qwen2.5-VL processors "
                 "need torchvision in transformers 5: pip install torchvision (matching your torch build)."
             ) from exc
+        except pickle.UnpicklingError as exc:
+            raise _unsafe_pickle(folder, exc) from None  # torch's text suggests weights_only=False: never
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"cannot load a model from {str(folder)!r}: {exc}") from exc
         return cls(model.to(dev), processor)
@@ -261,11 +280,18 @@ class HFBackend:
         gen.update(kwargs)
         if "past_key_values" in gen and _CACHE != "past_key_values":  # renamed in transformers 5.24
             gen[_CACHE] = gen.pop("past_key_values")
+        deadline = _deadline.current()
+        if deadline is not None:  # a guarded call with timeout=: check it, and stop at the next token past it
+            deadline.check("before a generation pass")
+            criteria = [*(gen.get("stopping_criteria") or []), _deadline.DeadlineCriteria(deadline)]
+            gen["stopping_criteria"] = StoppingCriteriaList(criteria)
         try:
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **gen)
         except (RuntimeError, ValueError, IndexError) as exc:
             raise GenerationError(f"generation failed in {self.name}: {exc}") from exc
+        if deadline is not None and deadline.fired:
+            raise deadline.error("during a generation pass")
         logits = torch.stack(out.logits, dim=1).float() if want_logits else None
         hidden = None
         if want_hidden:

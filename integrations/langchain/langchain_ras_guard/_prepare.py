@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -17,9 +18,9 @@ from ras_guard.errors import InvalidMessageError, ToolCallingNotSupportedError
 
 from ._messages import to_guard_messages
 from ._tools import forced_tool
-from ._turns import Pending, Turn, decide, generation_kwargs
+from ._turns import Pending, Turn, decide, generation_kwargs, max_new_tokens, remaining
 
-__all__ = ["decided", "given_record", "pending"]
+__all__ = ["assess", "decided", "given_record", "pending"]
 
 
 def given_record(model: Any, converted: list[dict[str, Any]], risk: float) -> RiskAssessment:
@@ -41,6 +42,7 @@ def pending(
 ) -> Pending:
     """Convert and check a call, up to its assessment (blocking; a worker thread for async calls)."""
     guard = model._guard()
+    deadline = None if model.timeout is None else time.monotonic() + model.timeout
     kw = dict(kwargs)
     for key in ("stream", "ls_structured_output_format", "structured_output_format"):
         kw.pop(key, None)
@@ -53,7 +55,7 @@ def pending(
     tool_choice = kw.pop("tool_choice", None)
     given = kw.pop("ras_risk", None)
     assessment = kw.pop("ras_assessment", None)
-    max_new = int(kw.pop("max_tokens", None) or model.max_tokens)
+    max_new = max_new_tokens(kw.pop("max_tokens", None), model.max_tokens)
     seed = kw.pop("seed", model.seed)
     if tools and tool_choice == "none":
         tools = None
@@ -65,9 +67,7 @@ def pending(
         "max_new_tokens": max_new,
         "stop": (stop if stop is not None else model.stop) or None,
         "tools": tools,
-        **generation_kwargs(
-            kw, model_kwargs=model.model_kwargs, temperature=temperature, top_p=top_p, timeout=model.timeout
-        ),
+        **generation_kwargs(kw, model_kwargs=model.model_kwargs, temperature=temperature, top_p=top_p),
     }
     if gen_kwargs.get("response_format") is not None:
         gen_kwargs["stop"] = None  # the grammar ends the answer; a stop string would cut the JSON
@@ -89,7 +89,23 @@ def pending(
         tool_names=names,
         forced=forced_tool(tool_choice, names) if tools else None,
         seed=seed,
+        deadline=deadline,
+        timeout=model.timeout,
     )
+
+
+def assess(model: Any, pending: Pending) -> RiskAssessment:
+    """The call's assessment: the given or reused record, else a fresh one within the call's deadline.
+
+    The answer's ``max_tokens`` must fit the model's context too: checked before any pass runs.
+    """
+    if pending.record is not None:
+        return pending.record
+    guard = model._guard()
+    left = remaining(pending.deadline, pending.timeout, "before the assessment")
+    kw = pending.generate_kwargs
+    guard.check_prompt(pending.messages, max_new_tokens=kw["max_new_tokens"], tools=kw.get("tools"))
+    return guard.assess(pending.messages) if left is None else guard.assess(pending.messages, timeout=left)
 
 
 def decided(model: Any, pending: Pending, record: RiskAssessment) -> Turn:
@@ -119,4 +135,6 @@ def decided(model: Any, pending: Pending, record: RiskAssessment) -> Turn:
         tool_names=pending.tool_names,
         forced=pending.forced,
         seed=pending.seed,
+        deadline=pending.deadline,
+        timeout=pending.timeout,
     )

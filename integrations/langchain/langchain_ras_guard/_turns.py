@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,10 +16,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from ras_guard import Decision, GuardedGeneration, RiskAssessment
+from ras_guard.errors import GuardTimeoutError, InvalidMessageError
 
 from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
 
-__all__ = ["Pending", "Turn", "decide", "generation_kwargs", "ras_metadata"]
+__all__ = ["Pending", "Turn", "decide", "generation_kwargs", "max_new_tokens", "ras_metadata", "remaining"]
 
 MODEL_PROVIDER = "ras_guard"
 """``response_metadata["model_provider"]`` of every answer (on the last chunk when streaming)."""
@@ -37,6 +39,8 @@ class Pending:
         tool_names: Names of the bound tools.
         forced: The tool ``tool_choice`` forces, if exactly one.
         seed: Seed of torch's generator before the answer (None: not seeded).
+        deadline: ``time.monotonic()`` by which the whole call must be over (the chat model's ``timeout``).
+        timeout: That ``timeout`` in seconds (for messages).
     """
 
     messages: list[dict[str, Any]]
@@ -46,6 +50,8 @@ class Pending:
     tool_names: list[str] = field(default_factory=list)
     forced: str | None = None
     seed: int | None = None
+    deadline: float | None = None
+    timeout: float | None = None
 
 
 @dataclass
@@ -63,6 +69,8 @@ class Turn:
         refusal: Text of the refusal block.
         policy: The model's policy.
         seed: Seed of torch's generator before the answer (None: not seeded).
+        deadline: ``time.monotonic()`` by which the whole call must be over (the chat model's ``timeout``).
+        timeout: That ``timeout`` in seconds (for messages).
     """
 
     messages: list[dict[str, Any]]
@@ -75,6 +83,15 @@ class Turn:
     tool_names: list[str] = field(default_factory=list)
     forced: str | None = None
     seed: int | None = None
+    deadline: float | None = None
+    timeout: float | None = None
+
+    def answer_kwargs(self) -> dict[str, Any]:
+        """``guard.generate`` / ``guard.stream`` arguments, with the time left of the call's deadline."""
+        if self.deadline is None:
+            return self.generate_kwargs
+        left = remaining(self.deadline, self.timeout, "before the answer")
+        return {**self.generate_kwargs, "timeout": left}
 
     # ------------------------------------------------------------------ whole messages
     def result(self, gen: GuardedGeneration | None) -> ChatResult:
@@ -198,9 +215,8 @@ def generation_kwargs(
     model_kwargs: dict[str, Any],
     temperature: float | None,
     top_p: float | None,
-    timeout: float | None,
 ) -> dict[str, Any]:
-    """``model.generate`` arguments: sampling, ``max_time`` from the timeout, then per-call extras."""
+    """``model.generate`` arguments: sampling, then per-call extras (the timeout is a deadline, see Turn)."""
     gen = dict(model_kwargs)
     if temperature is not None:
         if temperature == 0:
@@ -209,8 +225,6 @@ def generation_kwargs(
             gen.update(do_sample=True, temperature=float(temperature))
             if top_p is not None:
                 gen["top_p"] = float(top_p)
-    if timeout is not None:
-        gen["max_time"] = float(timeout)
     gen.update(extra)
     return gen
 
@@ -236,3 +250,33 @@ def ras_metadata(
         "timings": dict(a.timings),
         "model_name": model_name,
     }
+
+
+def remaining(deadline: float | None, timeout: float | None, where: str) -> float | None:
+    """Seconds left until ``deadline`` (None: no deadline).
+
+    Raises:
+        GuardTimeoutError: The deadline has passed.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0.0:
+        raise GuardTimeoutError(
+            f"the guarded call ran past its timeout of {timeout:g} s {where}; nothing was returned. Raise "
+            "the chat model's timeout, shorten the prompt or max_tokens, or use a faster device."
+        )
+    return left
+
+
+def max_new_tokens(value: Any, default: int) -> int:
+    """The per-call ``max_tokens`` (``default`` when not given).
+
+    Raises:
+        InvalidMessageError: ``value`` is not an integer >= 1 (0 used to fall back to the default silently).
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidMessageError(f"max_tokens must be an integer >= 1, got {value!r}.")
+    return value

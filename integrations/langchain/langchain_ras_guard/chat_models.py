@@ -167,7 +167,8 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     streaming: bool = False
     """Stream tokens to callback handlers also from ``invoke`` (default False)."""
     timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds an answer may take (``max_time``, then ``finish_reason='length'``); default None: no limit."""
+    """Seconds the whole call may take (image fetch, caption, risk and answer passes, streaming); past it the
+    running pass stops at the next token and ``ras_guard.errors.GuardTimeoutError`` is raised (default None: no limit)."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of an image download after a connection error or an HTTP 5xx (default 2)."""
     policy: Literal["steer", "block", "monitor"] = "steer"
@@ -372,8 +373,7 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> Turn:
         """Convert, assess and decide (blocking; runs in a worker thread for async calls)."""
         pending = self._pending(messages, stop, kwargs)
-        record = pending.record if pending.record is not None else self._guard().assess(pending.messages)
-        return self._decided(pending, record)
+        return self._decided(pending, _prepare.assess(self, pending))
 
     def _batch_work(self, requests: list[Any]) -> list[Any]:
         """One pooled chunk of ``batch`` / ``abatch`` (see :mod:`._batch`)."""
@@ -398,7 +398,7 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
         if turn.decision is Decision.BLOCKED:
             return turn.result(None)
         seeded(turn.seed)
-        return turn.result(self._guard().generate(turn.messages, **turn.generate_kwargs))
+        return turn.result(self._guard().generate(turn.messages, **turn.answer_kwargs()))
 
     async def _agenerate(
         self,
@@ -417,17 +417,17 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
         if turn.decision is Decision.BLOCKED:
             return turn.result(None)
         return turn.result(
-            await asyncio.to_thread(self._guard().generate, turn.messages, **turn.generate_kwargs)
+            await asyncio.to_thread(self._guard().generate, turn.messages, **turn.answer_kwargs())
         )
 
     # ------------------------------------------------------------------ streaming
     def _answer(self, turn: Turn) -> Any:
         seeded(turn.seed)
-        return self._guard().generate(turn.messages, **turn.generate_kwargs)
+        return self._guard().generate(turn.messages, **turn.answer_kwargs())
 
     def _open(self, turn: Turn) -> tuple[GuardedStream, ToolTextBuffer | None]:
         seeded(turn.seed)
-        stream = self._guard().stream(turn.messages, **turn.generate_kwargs)
+        stream = self._guard().stream(turn.messages, **turn.answer_kwargs())
         return stream, (ToolTextBuffer(turn.tool_names, turn.forced) if turn.tool_names else None)
 
     def _stream(

@@ -254,7 +254,10 @@ class FakeGuard(RASGuard):
 
         return _Conv(tuple(image_sha256(i) for i in images))
 
-    def assess(self, messages: Any) -> RiskAssessment:
+    def check_prompt(self, messages: Any, **kw: Any) -> None:
+        return None  # no model, no context: every prompt fits
+
+    def assess(self, messages: Any, **kw: Any) -> RiskAssessment:
         self._record("assess", messages)
         if self.delay:
             time.sleep(self.delay)

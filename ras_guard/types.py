@@ -12,7 +12,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Decision", "GuardedGeneration", "RiskAssessment", "Usage"]
+__all__ = ["Decision", "GuardedGeneration", "RiskAssessment", "Usage", "decide_policy"]
 
 
 class Decision(str, enum.Enum):
@@ -24,6 +24,24 @@ class Decision(str, enum.Enum):
     """The first N response tokens were steered towards the unsafe prototype (i.e. towards refusing)."""
     BLOCKED = "blocked"
     """A policy refused without generating (used by integrations)."""
+
+
+def decide_policy(policy: str, risk: float, *, block_threshold: float, risk_floor: float) -> Decision:
+    """What a policy (``"steer"``, ``"block"``, ``"monitor"``) does with a risk; steering starts at the floor.
+
+    The one decision rule of the integrations (LangChain, the server).
+
+    Example:
+        >>> decide_policy("block", 0.9, block_threshold=0.5, risk_floor=0.05).value
+        'blocked'
+        >>> decide_policy("monitor", 0.9, block_threshold=0.5, risk_floor=0.05).value
+        'answered'
+    """
+    if policy == "block" and risk >= block_threshold:
+        return Decision.BLOCKED
+    if policy != "monitor" and risk >= risk_floor and risk > 0.0:
+        return Decision.STEERED
+    return Decision.ANSWERED
 
 
 @dataclass(frozen=True)

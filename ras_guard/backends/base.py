@@ -17,7 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Backend", "GenerationResult", "ModelFingerprint"]
+from ..errors import InvalidMessageError
+
+__all__ = ["Backend", "GenerationResult", "ModelFingerprint", "flatten_text"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,23 @@ class Backend(Protocol):
     @property
     def supports_tools(self) -> bool:
         """Whether the chat template renders ``tools``."""
+
+
+def flatten_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages for a text-only chat template: each message's text parts joined into one string.
+
+    Raises:
+        InvalidMessageError: A message holds a non-text part (an image sent to a text-only model).
+
+    Example:
+        >>> parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+        >>> flatten_text([{"role": "user", "content": parts}])
+        [{'role': 'user', 'content': 'a\\nb'}]
+    """
+    out = []
+    for m in messages:
+        parts = m.get("content") or []
+        if any(p["type"] != "text" for p in parts):
+            raise InvalidMessageError("a text-only model got a non-text content part; remove the images.")
+        out.append({**m, "content": "\n".join(p["text"] for p in parts)})
+    return out

@@ -27,7 +27,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 from .. import _deadline
 from .._control import ControlTokens
 from ..errors import GenerationError, InvalidMessageError, ModelLoadError
-from .base import GenerationResult, ModelFingerprint
+from .base import GenerationResult, ModelFingerprint, flatten_text
 
 __all__ = ["HFBackend"]
 
@@ -80,16 +80,6 @@ def _unsafe_pickle(folder: Path, exc: BaseException) -> ModelLoadError:
         "repository's safetensors conversion pull request, refs/pr/N), or ask the publisher for one. Do not "
         "load pickle files you do not trust with torch's unsafe loader."
     )
-
-
-def _flatten_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for m in messages:
-        parts = m.get("content") or []
-        if any(p["type"] != "text" for p in parts):
-            raise InvalidMessageError("a text-only model got a non-text content part; remove the images.")
-        out.append({**m, "content": "\n".join(p["text"] for p in parts)})
-    return out
 
 
 class HFBackend:
@@ -203,7 +193,8 @@ class HFBackend:
             )
         else:
             out = self.tokenizer.apply_chat_template(
-                [_flatten_text(c) for c in conversations], tools=tools, add_generation_prompt=True, tokenize=False
+                [flatten_text(c) for c in conversations], tools=tools, add_generation_prompt=True,
+                tokenize=False,
             )
         return [out] if isinstance(out, str) else list(out)
 
@@ -233,7 +224,7 @@ class HFBackend:
                 )
             else:
                 enc = self.tokenizer.apply_chat_template(
-                    [_flatten_text(c) for c in convs],
+                    [flatten_text(c) for c in convs],
                     tools=tools,
                     add_generation_prompt=True,
                     tokenize=True,

@@ -26,27 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import RASGuardError, ServerOverloadedError
-from ..types import Decision, GuardedGeneration, RiskAssessment
+from ..types import Decision, GuardedGeneration, RiskAssessment, decide_policy
 from .convert import GuardCall
 from .metrics import Metrics
 
-__all__ = ["HFEngine", "Job", "decide"]
+__all__ = ["HFEngine", "Job"]
 
 _log = logging.getLogger("ras_guard.serve")
-
-
-def decide(policy: str, risk: float, *, block_threshold: float, risk_floor: float) -> Decision:
-    """The policy's decision for a risk (steering happens at or above the guard's risk floor).
-
-    Example:
-        >>> decide("block", 0.9, block_threshold=0.5, risk_floor=0.05).value
-        'blocked'
-    """
-    if policy == "block" and risk >= block_threshold:
-        return Decision.BLOCKED
-    if policy != "monitor" and risk >= risk_floor and risk > 0.0:
-        return Decision.STEERED
-    return Decision.ANSWERED
 
 
 @dataclass
@@ -210,8 +196,9 @@ class HFEngine:
             found = [gen.assessment for gen in gens if gen is not None]
         else:
             found = g.assess_batch(msgs)
+            floor = g.config.risk_floor
             rows = [i for i, a in enumerate(found)
-                    if decide(policy, a.risk, block_threshold=threshold, risk_floor=g.config.risk_floor)
+                    if decide_policy(policy, a.risk, block_threshold=threshold, risk_floor=floor)
                     is not Decision.BLOCKED]
             gens = [None] * len(group)
             if rows:
@@ -224,7 +211,9 @@ class HFEngine:
             self._deliver(j, a, gen)
 
     def _decision(self, job: Job, a: RiskAssessment, steered: bool | None) -> Decision:
-        d = decide(job.policy, a.risk, block_threshold=job.block_threshold, risk_floor=self.guard.config.risk_floor)
+        d = decide_policy(
+            job.policy, a.risk, block_threshold=job.block_threshold, risk_floor=self.guard.config.risk_floor
+        )
         if d is Decision.STEERED and steered is False:
             return Decision.ANSWERED
         return d

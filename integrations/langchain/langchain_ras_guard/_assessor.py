@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from ras_guard import RiskAssessment
-
-from ._turns import decide
+from ras_guard.types import decide_policy
 
 if TYPE_CHECKING:
     from .chat_models import RASGuardedChatModel
@@ -35,7 +34,9 @@ def assessor_record(model: RASGuardedChatModel, assessment: RiskAssessment) -> d
     """The event data of an assessment made outside a chat-model run."""
     guard = model._guard()
     floor = guard.config.risk_floor
-    decision = decide(model.policy, assessment.risk, block_threshold=model.block_threshold, risk_floor=floor)
+    decision = decide_policy(
+        model.policy, assessment.risk, block_threshold=model.block_threshold, risk_floor=floor
+    )
     return {**model.ras_metadata(assessment, decision), "source": "assessor"}
 
 

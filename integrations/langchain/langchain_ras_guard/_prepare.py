@@ -15,10 +15,11 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from ras_guard import RiskAssessment
 from ras_guard.errors import InvalidMessageError, ToolCallingNotSupportedError
+from ras_guard.types import decide_policy
 
 from ._messages import to_guard_messages
 from ._tools import forced_tool
-from ._turns import Pending, Turn, decide, generation_kwargs, max_new_tokens, remaining
+from ._turns import Pending, Turn, generation_kwargs, max_new_tokens, remaining
 
 __all__ = ["assess", "decided", "given_record", "pending"]
 
@@ -118,7 +119,7 @@ def decided(model: Any, pending: Pending, record: RiskAssessment) -> Turn:
     if model.policy == "monitor":
         gen_kwargs.pop("assessment", None)
         gen_kwargs["risk"] = 0.0
-    decision = decide(
+    decision = decide_policy(
         model.policy,
         record.risk,
         block_threshold=model.block_threshold,

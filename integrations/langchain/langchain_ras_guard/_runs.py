@@ -47,7 +47,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import RunnableConfig, ensure_config
 from typing_extensions import override
 
-__all__ = ["RunLink", "RunLinkedChatModel", "adispatch", "bound", "current", "dispatch", "prepare"]
+__all__ = ["RunLink", "RunLinkedChatModel", "adispatch", "bound", "current", "dispatch", "link", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,11 @@ def current(model: object) -> RunLink | None:
     """The current run link if it belongs to ``model``."""
     link = _LINK.get()
     return link if link is not None and link.owner == id(model) else None
+
+
+def link(model: Any, run_manager: Any) -> RunLink | None:
+    """The run ``model``'s events go to: its own run manager's, else the current link it owns."""
+    return RunLink.from_run_manager(model, run_manager) if run_manager else current(model)
 
 
 def dispatch(link: RunLink | None, name: str, data: dict[str, Any]) -> None:

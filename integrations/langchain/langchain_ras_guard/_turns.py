@@ -1,8 +1,8 @@
 """One guarded call between assessment and messages: decision, metadata, generation arguments (private).
 
 Example:
-    >>> decide("block", 0.9, block_threshold=0.5, risk_floor=0.05).value
-    'blocked'
+    >>> max_new_tokens(None, 256)
+    256
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ras_guard.errors import GuardTimeoutError, InvalidMessageError
 
 from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
 
-__all__ = ["Pending", "Turn", "decide", "generation_kwargs", "max_new_tokens", "ras_metadata", "remaining"]
+__all__ = ["Pending", "Turn", "generation_kwargs", "max_new_tokens", "ras_metadata", "remaining"]
 
 MODEL_PROVIDER = "ras_guard"
 """``response_metadata["model_provider"]`` of every answer (on the last chunk when streaming)."""
@@ -198,15 +198,6 @@ def usage(gen: GuardedGeneration) -> UsageMetadata:
         output_tokens=int(gen.usage.output_tokens),
         total_tokens=int(gen.usage.input_tokens + gen.usage.output_tokens),
     )
-
-
-def decide(policy: str, risk: float, *, block_threshold: float, risk_floor: float) -> Decision:
-    """The policy's decision for a risk (steering happens at or above the guard's risk floor)."""
-    if policy == "block" and risk >= block_threshold:
-        return Decision.BLOCKED
-    if policy != "monitor" and risk >= risk_floor and risk > 0.0:
-        return Decision.STEERED
-    return Decision.ANSWERED
 
 
 def generation_kwargs(

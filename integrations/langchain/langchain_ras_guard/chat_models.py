@@ -380,7 +380,7 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
         return run_chunk(self._guard(), self._decided, requests)
 
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
-        return _runs.RunLink.from_run_manager(self, run_manager) if run_manager else _runs.current(self)
+        return _runs.link(self, run_manager)
 
     def _generate(
         self,

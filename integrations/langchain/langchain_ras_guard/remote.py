@@ -152,7 +152,7 @@ class RemoteRASGuardedChatModel(_runs.RunLinkedChatModel):
         return body
 
     def _link(self, run_manager: Any) -> _runs.RunLink | None:
-        return _runs.RunLink.from_run_manager(self, run_manager) if run_manager else _runs.current(self)
+        return _runs.link(self, run_manager)
 
     def _generate(
         self,

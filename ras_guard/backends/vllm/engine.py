@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ...errors import InvalidMessageError, ModelLoadError
-from ..base import ModelFingerprint
+from ..base import ModelFingerprint, flatten_text
 from ._fingerprint import checkpoint_fingerprint, local_folder
 from ._steer import CALIBRATION_KEY, FLOOR_ARG, RISK_ARG
 from .v1 import RASSteeringV1
@@ -39,16 +39,6 @@ class Completion:
     token_ids: list[int]
     finish_reason: str
     prompt_tokens: int
-
-
-def _flatten_text(messages: Conversation) -> Conversation:
-    out = []
-    for m in messages:
-        parts = m.get("content") or []
-        if any(p["type"] != "text" for p in parts):
-            raise InvalidMessageError("a text-only model got a non-text content part; remove the images.")
-        out.append({**m, "content": "\n".join(p["text"] for p in parts)})
-    return out
 
 
 class VLLMEngine:
@@ -130,7 +120,7 @@ class VLLMEngine:
         try:
             if not self.is_multimodal:
                 ids = self.tokenizer.apply_chat_template(
-                    _flatten_text(conversation), add_generation_prompt=True, tokenize=True, return_dict=True
+                    flatten_text(conversation), add_generation_prompt=True, tokenize=True, return_dict=True
                 )["input_ids"]
                 return {"prompt_token_ids": list(ids)}, None
             text = self.processor.apply_chat_template(

@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.calibration is None:
         args.calibration = str(args.workdir / "calibration")
         guard.calibration.save(args.calibration)  # type: ignore[union-attr]
-    from ras_guard._kv import prefix_support
+    from ras_guard.backends.hf._kv import prefix_support
 
     print(f"{label}: modes {', '.join(args.modes)}", flush=True)
     records = time_modes(g, args, multimodal)

@@ -21,14 +21,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
-
-import torch
-from transformers import StoppingCriteria
+from typing import Any, TypeVar
 
 from .errors import GuardTimeoutError, InvalidMessageError
 
-__all__ = ["Deadline", "DeadlineCriteria", "bound", "current", "with_timeout"]
+__all__ = ["Deadline", "bound", "current", "with_timeout"]
 
 T = TypeVar("T")
 
@@ -73,19 +70,6 @@ class Deadline:
         """Raise :class:`GuardTimeoutError` if the deadline has passed."""
         if self.remaining() <= 0.0:
             raise self.error(where)
-
-
-class DeadlineCriteria(StoppingCriteria):
-    """Stops every row at the next token once the deadline has passed (and records that it did)."""
-
-    def __init__(self, deadline: Deadline) -> None:
-        self.deadline = deadline
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        late = self.deadline.remaining() <= 0.0
-        if late:
-            self.deadline.fired = True
-        return cast(torch.BoolTensor, torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device))
 
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("ras_guard_deadline", default=None)

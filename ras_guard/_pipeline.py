@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from . import _kv
 from ._decoding import GREEDY
-from ._rows import Out, generate_rows
+from .backends.hf import _kv
+from .backends.hf._rows import Out, generate_rows
 from .messages import Conversation
 from .reformulate import caption_messages, clean_caption, reformulated_text
 from .risk import apply_softcap
+from .types import is_steered
 
 if TYPE_CHECKING:
     from .backends.hf import HFBackend
@@ -482,7 +483,7 @@ class Session:
         try:
             for i, state in self.spec.items():
                 prompt = len(self.answer_ids[i][0])
-                if risks[i] >= floor and risks[i] > 0.0:
+                if is_steered(risks[i], floor):
                     budget = {"max_new": a.max_new_tokens, "min_new": int(a.kwargs.get("min_new_tokens") or 0)}
                     row = self._row(i, self.answer_ids[i], self.convs[i].image_hashes, risk=risks[i], **budget)
                     rows.append((i, row))

@@ -36,7 +36,7 @@ from typing import Any, cast
 import torch
 from transformers import LogitsProcessor
 
-from ._decoding import sampling_after_steering
+from .backends.hf._decoding import sampling_after_steering
 from .errors import ResponseFormatError
 
 __all__ = [

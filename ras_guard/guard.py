@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import StoppingCriteriaList
 
 from ._cache import LRUCache
 from ._compat_check import check_calibration as _check_calibration
 from ._deadline import with_timeout
-from ._decoding import StopOnStrings, cut_at_stop, sampling_after_steering
-from ._kv import NotCacheable
+from ._decoding import cut_at_stop
 from ._limits import PromptLimits
 from ._pipeline import AnswerSpec, Session, speculative_allowed
 from ._scope import best_rows, risk_rows
 from .backends.base import Backend
-from .backends.hf import HFBackend
+from .backends.hf import HFBackend, SteeringLogitsProcessor
+from .backends.hf._decoding import sampling_after_steering
+from .backends.hf._kv import NotCacheable
 from .calibration import Calibration
 from .config import RASConfig
 from .constrained import REFUSAL, GrammarConstraint, make_constraint
@@ -39,9 +39,8 @@ from .errors import CalibrationError, InvalidMessageError
 from .messages import Conversation, normalize_messages
 from .reformulate import caption_messages
 from .risk import apply_softcap, risk_from_similarity, similarity
-from .steering import SteeringLogitsProcessor
 from .streaming import GuardedStream
-from .types import GuardedGeneration, RiskAssessment, Usage
+from .types import GuardedGeneration, RiskAssessment, guarded_generation, is_steered
 
 __all__ = ["RASGuard"]
 
@@ -341,7 +340,7 @@ class RASGuard:
     ) -> tuple[list[Any], dict[str, Any]]:
         """The steering processor (plus re-ordered sampling warpers) for one answer call, or none at all."""
         kwargs = dict(generation_kwargs)
-        if not any(r >= self.config.risk_floor and r > 0.0 for r in values):
+        if not any(is_steered(r, self.config.risk_floor) for r in values):
             return [], kwargs
         if self.calibration is None:
             self._prototype_logits(None)  # raises a clear error
@@ -391,7 +390,7 @@ class RASGuard:
             found = self._resolve_assessments(convs, risks, assessments)
         rest = [i for i in range(len(convs)) if i not in done]
         if constraint is not None:  # fail closed: a row that would be steered is refused, not constrained
-            rest = [i for i in rest if not self.config.risk_floor <= found[i].risk > 0.0]
+            rest = [i for i in rest if not is_steered(found[i].risk, self.config.risk_floor)]
         cached = [i for i in rest if session is not None and session.answer_cacheable(i)]
         laid_out: list[tuple[list[int], Any, dict[str, Any]]] = []
         if cached:
@@ -408,7 +407,7 @@ class RASGuard:
             processors, kwargs = self._steering(values, int(inputs["input_ids"].shape[1]), generation_kwargs)
             if constraint is not None:
                 processors, kwargs = constraint.add_to(processors, kwargs, int(inputs["input_ids"].shape[1]))
-            steered = [bool(processors) and r >= self.config.risk_floor and r > 0.0 for r in values]
+            steered = [bool(processors) and is_steered(r, self.config.risk_floor) for r in values]
             calls.append(_AnswerCall(idx, inputs, processors, {**kwargs, **extra}, steered))
         return found, calls, done, spec_s
 
@@ -441,20 +440,15 @@ class RASGuard:
         floor = self.config.risk_floor
         rows: dict[int, tuple[list[int], str, int, bool, float]] = {}
         if constraint is not None:
-            rows.update({i: ([], REFUSAL, 0, True, 0.0) for i, a in enumerate(found) if floor <= a.risk > 0.0})
+            rows.update({i: ([], REFUSAL, 0, True, 0.0) for i, a in enumerate(found) if is_steered(a.risk, floor)})
         for i, (ids, prompt) in done.items():
             kept, reason = self.backend.trim(torch.tensor(ids[:max_new_tokens], dtype=torch.long))
-            rows[i] = (kept, reason, prompt, found[i].risk >= floor and found[i].risk > 0.0, spec_s)
+            rows[i] = (kept, reason, prompt, is_steered(found[i].risk, floor), spec_s)
         for call in calls:
             kwargs = dict(call.kwargs)
-            if stop:
-                kwargs["stopping_criteria"] = StoppingCriteriaList([
-                    *(kwargs.get("stopping_criteria") or []),
-                    StopOnStrings(self.backend.tokenizer, list(stop), int(call.inputs["input_ids"].shape[1])),
-                ])
             t0 = time.perf_counter()
             res = self.backend.generate(
-                call.inputs, max_new_tokens=max_new_tokens, logits_processors=call.processors, **kwargs
+                call.inputs, max_new_tokens=max_new_tokens, logits_processors=call.processors, stop=stop or (), **kwargs
             )
             answer_s = time.perf_counter() - t0
             for k, i in enumerate(call.indices):
@@ -464,17 +458,10 @@ class RASGuard:
         for i, a in enumerate(found):
             ids, reason, prompt, steered, answer_s = rows[i]
             text, stopped = cut_at_stop(constraint.decode(ids) if constraint else self.backend.decode(ids), stop)
-            outs.append(
-                GuardedGeneration(
-                    text=text,
-                    token_ids=ids,
-                    assessment=a,
-                    steered=steered,
-                    usage=Usage(prompt, len(ids), a.guard_tokens),
-                    finish_reason="stop" if stopped else reason,
-                    timings={**{f"assess_{k}": v for k, v in a.timings.items()}, "answer": answer_s},
-                )
-            )
+            outs.append(guarded_generation(
+                text, ids, a, steered=steered, prompt_tokens=prompt, finish_reason="stop" if stopped else reason,
+                answer_s=answer_s,
+            ))
         return outs
 
     @with_timeout

@@ -20,13 +20,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._decoding import GREEDY, sampling_after_steering
+from ._decoding import GREEDY
 from ._scope import best_rows, risk_rows
+from .backends.hf import SteeringLogitsProcessor
+from .backends.hf._decoding import sampling_after_steering
 from .errors import CalibrationError
 from .reformulate import caption_messages, clean_caption
 from .risk import apply_softcap, risk_from_similarity, similarity
-from .steering import SteeringLogitsProcessor
-from .types import GuardedGeneration, RiskAssessment, Usage
+from .types import GuardedGeneration, RiskAssessment, guarded_generation, is_steered
 
 if TYPE_CHECKING:
     from .guard import RASGuard
@@ -114,7 +115,7 @@ def reference_generate(
     a = reference_assess(guard, messages)
     backend, cfg = guard.backend, guard.config
     inputs = backend.encode([guard.normalize(messages).as_list()])
-    steered = a.risk >= cfg.risk_floor and a.risk > 0.0
+    steered = is_steered(a.risk, cfg.risk_floor)
     kwargs, processors = dict(generation_kwargs), []
     if steered:
         kwargs, warpers = sampling_after_steering(getattr(backend.model, "generation_config", None), kwargs)
@@ -125,12 +126,7 @@ def reference_generate(
     res = backend.generate(inputs, max_new_tokens=max_new_tokens, logits_processors=processors, **kwargs)
     answer_s = time.perf_counter() - t0
     ids, reason = backend.trim(res.sequences[0])
-    return GuardedGeneration(
-        text=backend.decode(ids),
-        token_ids=ids,
-        assessment=a,
-        steered=steered,
-        usage=Usage(res.prompt_tokens[0], len(ids), a.guard_tokens),
-        finish_reason=reason,
-        timings={**{f"assess_{k}": v for k, v in a.timings.items()}, "answer": answer_s},
+    return guarded_generation(
+        backend.decode(ids), ids, a, steered=steered, prompt_tokens=res.prompt_tokens[0], finish_reason=reason,
+        answer_s=answer_s,
     )

@@ -1,74 +1,73 @@
-"""Steering as a per-request logits processor.
+"""Step 3 of RAS: steering the first N response positions towards the unsafe prototype.
 
 For the first N response positions ``h_n <- h_n + r (mu_n - h_n)``. ``lm_head`` is linear with no bias in the
 supported families, so this is exactly ``(1 - r) * lm_head(h_n) + r * lm_head(mu_n)`` on the logits: nothing
 upstream changes, the KV cache is untouched, and nothing is hooked into the model. Where the model soft-caps
 its final logits, the interpolation is done on the uncapped logits (recovered with ``atanh``) and capped again.
 
-Each call builds its own processor, so two threads sharing a model never see each other's steering.
+This module holds the formula and the request's steering spec; each backend applies it in its own engine
+(transformers: :mod:`ras_guard.backends.hf._steer`; vLLM: :mod:`ras_guard.backends.vllm`), one processor per call,
+so two threads sharing a model never see each other's steering.
 
 Example:
     >>> import torch
-    >>> proc = SteeringLogitsProcessor(torch.zeros(3, 5), risks=[1.0], prompt_length=4)
-    >>> proc(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 5)).tolist()
-    [[0.0, 0.0, 0.0, 0.0, 0.0]]
+    >>> steer_logits(torch.zeros(1, 4), torch.ones(4), torch.tensor([[0.5]])).tolist()
+    [[0.5, 0.5, 0.5, 0.5]]
+    >>> SteeringSpec(risk=0.04, prototype_logits=torch.zeros(3, 4), floor=0.05).active
+    False
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-from transformers import LogitsProcessor
 
 from .risk import apply_softcap
+from .types import is_steered
 
-__all__ = ["SteeringLogitsProcessor"]
+__all__ = ["SteeringSpec", "steer_logits"]
 
 
-class SteeringLogitsProcessor(LogitsProcessor):
-    """Interpolates the first N steps' logits towards the prototype logits, each row with its own risk.
+@dataclass(frozen=True)
+class SteeringSpec:
+    """How one request's first N answer steps are steered.
 
-    Args:
-        prototype_logits: ``[N, V]`` uncapped ``lm_head(mu_n)``.
-        risks: One risk per batch row; rows under ``floor`` are left bit-identical.
-        prompt_length: Length of the (padded) prompt, so step n is ``input_ids.shape[1] - prompt_length``.
-        floor: Rows with risk below it are not touched at all.
+    Attributes:
+        risk: r in [0, 1].
+        prototype_logits: ``[N, V]`` uncapped ``lm_head(mu_n)`` of the calibration.
+        floor: Requests with a risk under it are left bit-identical.
         softcap: The model's final logit soft-cap, if any.
     """
 
-    def __init__(
-        self,
-        prototype_logits: torch.Tensor,
-        risks: Sequence[float],
-        prompt_length: int,
-        *,
-        floor: float = 0.0,
-        softcap: float | None = None,
-    ) -> None:
-        self.prototype_logits = prototype_logits.float()
-        self.risks = torch.tensor([float(r) for r in risks], dtype=torch.float32)
-        self.active = self.risks >= floor
-        if floor <= 0.0:
-            self.active &= self.risks > 0.0
-        self.prompt_length = prompt_length
-        self.softcap = softcap
-        self.steps_applied = 0
+    risk: float
+    prototype_logits: torch.Tensor
+    floor: float = 0.0
+    softcap: float | None = None
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        step = input_ids.shape[1] - self.prompt_length
-        if step < 0 or step >= self.prototype_logits.shape[0] or not bool(self.active.any()):
-            return scores
-        rows = scores.shape[0]
-        reps = max(rows // len(self.risks), 1)  # beams / num_return_sequences repeat each row
-        r = self.risks.repeat_interleave(reps).to(scores.device)[:, None]
-        active = self.active.repeat_interleave(reps).to(scores.device)[:, None]
-        proto = self.prototype_logits[step].to(scores.device)[None, : scores.shape[-1]]
-        if self.softcap:
-            cap = float(self.softcap)
-            raw = cap * torch.atanh((scores.float() / cap).clamp(-1 + 1e-6, 1 - 1e-6))
-            mixed = apply_softcap((1 - r) * raw + r * proto, cap)
-        else:
-            mixed = (1 - r) * scores.float() + r * proto
-        self.steps_applied += 1
-        return torch.where(active, mixed.to(scores.dtype), scores)
+    @property
+    def active(self) -> bool:
+        """Whether this request is steered at all (:func:`ras_guard.types.is_steered`)."""
+        return is_steered(self.risk, self.floor)
+
+
+def steer_logits(
+    logits: torch.Tensor, prototype: torch.Tensor, risk: torch.Tensor, softcap: float | None = None
+) -> torch.Tensor:
+    """``(1 - r) * logits + r * prototype``, on uncapped logits where the model soft-caps (then capped again).
+
+    Args:
+        logits: ``[B, V]`` the step's logits as the model produced them (capped where it caps).
+        prototype: ``[V]`` uncapped ``lm_head(mu_n)`` of this step.
+        risk: ``[B, 1]`` risks.
+        softcap: The model's final logit soft-cap, if any.
+
+    Returns:
+        ``[B, V]`` float32 steered logits.
+    """
+    proto = prototype.float()[None, : logits.shape[-1]]
+    if softcap:
+        cap = float(softcap)
+        raw = cap * torch.atanh((logits.float() / cap).clamp(-1 + 1e-6, 1 - 1e-6))
+        return apply_softcap((1 - risk) * raw + risk * proto, cap)
+    return (1 - risk) * logits.float() + risk * proto

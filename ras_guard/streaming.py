@@ -15,14 +15,14 @@ import contextvars
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Self
+from typing import Any
 
-from transformers import StoppingCriteriaList, TextIteratorStreamer
+from typing_extensions import Self  # typing.Self is 3.11+; requires-python is 3.10
 
-from ._decoding import CancelCriteria, StopOnStrings, cut_at_stop
+from ._decoding import cut_at_stop
 from .backends.base import Backend
 from .errors import GenerationError
-from .types import GuardedGeneration, RiskAssessment, Usage
+from .types import GuardedGeneration, RiskAssessment, guarded_generation
 
 __all__ = ["GuardedStream"]
 
@@ -57,17 +57,12 @@ class GuardedStream:
         self._backend = backend
         self._stop = [s for s in (stop or []) if s]
         self._cancel = threading.Event()
-        self._streamer = TextIteratorStreamer(
-            decoder if decoder is not None else backend.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout
-        )
+        self._streamer = backend.text_streamer(decoder, timeout=timeout)
         self._error: BaseException | None = None
         self._ended = False  # the streamer's end signal has been consumed
         self._gen: Any = None
         self._t0 = time.perf_counter()
-        criteria = [*(kwargs.get("stopping_criteria") or []), CancelCriteria(self._cancel)]
-        if self._stop:
-            criteria.append(StopOnStrings(backend.tokenizer, self._stop, int(inputs["input_ids"].shape[1])))
-        gen_kwargs = dict(kwargs, stopping_criteria=StoppingCriteriaList(criteria))
+        gen_kwargs = dict(kwargs, stop=self._stop, cancel=self._cancel)
 
         def _run() -> None:
             try:
@@ -93,11 +88,7 @@ class GuardedStream:
         self._cancel, self._ended, self._error = threading.Event(), True, None
         self._thread = threading.Thread(target=lambda: None)
         self._thread.start()
-        self.result = GuardedGeneration(
-            text="", token_ids=[], assessment=assessment, steered=True,
-            usage=Usage(0, 0, assessment.guard_tokens), finish_reason=finish_reason,
-            timings={f"assess_{k}": v for k, v in assessment.timings.items()},
-        )
+        self.result = guarded_generation("", [], assessment, steered=True, prompt_tokens=0, finish_reason=finish_reason)
         self._iter = iter(())
         return self
 
@@ -148,13 +139,7 @@ class GuardedStream:
     def _finish(self, text: str, stopped: bool) -> None:
         res = self._gen
         ids, reason = self._backend.trim(res.sequences[0])
-        self.result = GuardedGeneration(
-            text=text,
-            token_ids=ids,
-            assessment=self.assessment,
-            steered=self.steered,
-            usage=Usage(res.prompt_tokens[0], len(ids), self.assessment.guard_tokens),
-            finish_reason="stop" if stopped else reason,
-            timings={**{f"assess_{k}": v for k, v in self.assessment.timings.items()},
-                     "answer": time.perf_counter() - self._t0},
+        self.result = guarded_generation(
+            text, ids, self.assessment, steered=self.steered, prompt_tokens=res.prompt_tokens[0],
+            finish_reason="stop" if stopped else reason, answer_s=time.perf_counter() - self._t0,
         )

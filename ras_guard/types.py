@@ -12,7 +12,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Decision", "GuardedGeneration", "RiskAssessment", "Usage", "decide_policy"]
+__all__ = ["Decision", "GuardedGeneration", "RiskAssessment", "Usage", "decide_policy", "guarded_generation", "is_steered"]
 
 
 class Decision(str, enum.Enum):
@@ -24,6 +24,19 @@ class Decision(str, enum.Enum):
     """The first N response tokens were steered towards the unsafe prototype (i.e. towards refusing)."""
     BLOCKED = "blocked"
     """A policy refused without generating (used by integrations)."""
+
+
+def is_steered(risk: float, floor: float) -> bool:
+    """Whether a request with this risk is steered: at or above the floor, and above zero.
+
+    The one steering predicate of ras-guard (the guard, its backends, the integrations); a floor of 0 still leaves
+    risk-0 requests untouched.
+
+    Example:
+        >>> is_steered(0.05, 0.05), is_steered(0.04, 0.05), is_steered(0.0, 0.0)
+        (True, False, False)
+    """
+    return risk >= floor and risk > 0.0
 
 
 def decide_policy(policy: str, risk: float, *, block_threshold: float, risk_floor: float) -> Decision:
@@ -39,7 +52,7 @@ def decide_policy(policy: str, risk: float, *, block_threshold: float, risk_floo
     """
     if policy == "block" and risk >= block_threshold:
         return Decision.BLOCKED
-    if policy != "monitor" and risk >= risk_floor and risk > 0.0:
+    if policy != "monitor" and is_steered(risk, risk_floor):
         return Decision.STEERED
     return Decision.ANSWERED
 
@@ -134,3 +147,45 @@ class GuardedGeneration:
     def decision(self) -> Decision:
         """``steered`` or ``answered``."""
         return Decision.STEERED if self.steered else Decision.ANSWERED
+
+
+def guarded_generation(
+    text: str,
+    token_ids: list[int],
+    assessment: RiskAssessment,
+    *,
+    steered: bool,
+    prompt_tokens: int,
+    finish_reason: str,
+    answer_s: float | None = None,
+) -> GuardedGeneration:
+    """The one builder of :class:`GuardedGeneration`: usage and timings derived the same way everywhere.
+
+    Args:
+        text: The answer text.
+        token_ids: The generated ids (EOS and padding stripped).
+        assessment: The assessment that decided the steering.
+        steered: Whether steering was applied.
+        prompt_tokens: Prompt tokens of the answer pass (0 when nothing was generated).
+        finish_reason: ``"stop"``, ``"length"`` or ``"refusal"``.
+        answer_s: Seconds of the answer pass (None: no answer pass ran).
+
+    Example:
+        >>> a = RiskAssessment(risk=0.0, similarity=0.1, visual_context="", reformulated_prompt="", guard_tokens=9,
+        ...                    timings={"total": 0.5})
+        >>> g = guarded_generation("hi", [7], a, steered=False, prompt_tokens=4, finish_reason="stop", answer_s=0.25)
+        >>> g.usage, g.timings
+        (Usage(input_tokens=4, output_tokens=1, guard_tokens=9), {'assess_total': 0.5, 'answer': 0.25})
+    """
+    timings = {f"assess_{k}": v for k, v in assessment.timings.items()}
+    if answer_s is not None:
+        timings["answer"] = answer_s
+    return GuardedGeneration(
+        text=text,
+        token_ids=list(token_ids),
+        assessment=assessment,
+        steered=steered,
+        usage=Usage(prompt_tokens, len(token_ids), assessment.guard_tokens),
+        finish_reason=finish_reason,
+        timings=timings,
+    )

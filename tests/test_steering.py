@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
+from ras_guard.backends.hf import SteeringLogitsProcessor
 from ras_guard.risk import apply_softcap
-from ras_guard.steering import SteeringLogitsProcessor
 
 
 def _ids(length: int, rows: int = 2) -> torch.Tensor:

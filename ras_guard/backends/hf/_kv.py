@@ -45,7 +45,7 @@ def prefix_support(backend: Any) -> str | None:
         >>> prefix_support(object())
         'not a transformers backend'
     """
-    from .backends.hf import HFBackend
+    from ._backend import HFBackend
 
     if not isinstance(backend, HFBackend):
         return "not a transformers backend"

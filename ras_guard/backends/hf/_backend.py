@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import pickle
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,11 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList, StoppingCriteriaList
 
-from .. import _deadline
-from .._control import ControlTokens
-from ..errors import GenerationError, InvalidMessageError, ModelLoadError
-from .base import GenerationResult, ModelFingerprint, flatten_text
+from ... import _deadline
+from ..._control import ControlTokens
+from ...errors import GenerationError, InvalidMessageError, ModelLoadError
+from ..base import GenerationResult, ModelFingerprint, flatten_text
+from ._decoding import CancelCriteria, DeadlineCriteria, StopOnStrings
 
 __all__ = ["HFBackend"]
 
@@ -249,11 +251,15 @@ class HFBackend:
         want_hidden: bool = False,
         want_cache: bool = False,
         streamer: Any | None = None,
+        stop: Sequence[str] = (),
+        cancel: threading.Event | None = None,
         **kwargs: Any,
     ) -> GenerationResult:
         """Run ``model.generate``; see :class:`GenerationResult` for what comes back.
 
-        ``kwargs`` go to ``model.generate`` (e.g. ``past_key_values`` to continue from a cached prompt prefix).
+        ``stop``: stop strings (a row stops once its decoded answer holds one); ``cancel``: stops every row at the
+        next token once set. ``kwargs`` go to ``model.generate`` (e.g. ``past_key_values`` to continue from a
+        cached prompt prefix).
         """
         prompt_length = int(inputs["input_ids"].shape[1])
         prompt_tokens = [int(x) for x in inputs["attention_mask"].sum(dim=1).tolist()]
@@ -269,12 +275,17 @@ class HFBackend:
         if streamer is not None:
             gen["streamer"] = streamer
         gen.update(kwargs)
+        extra = [StopOnStrings(self.tokenizer, list(stop), prompt_length)] if any(stop) else []
+        if cancel is not None:
+            extra.append(CancelCriteria(cancel))
+        if extra:
+            gen["stopping_criteria"] = StoppingCriteriaList([*(gen.get("stopping_criteria") or []), *extra])
         if "past_key_values" in gen and _CACHE != "past_key_values":  # renamed in transformers 5.24
             gen[_CACHE] = gen.pop("past_key_values")
         deadline = _deadline.current()
         if deadline is not None:  # a guarded call with timeout=: check it, and stop at the next token past it
             deadline.check("before a generation pass")
-            criteria = [*(gen.get("stopping_criteria") or []), _deadline.DeadlineCriteria(deadline)]
+            criteria = [*(gen.get("stopping_criteria") or []), DeadlineCriteria(deadline)]
             gen["stopping_criteria"] = StoppingCriteriaList(criteria)
         try:
             with torch.inference_mode():
@@ -294,6 +305,15 @@ class HFBackend:
             logits=logits,
             last_hidden=hidden,
             cache=getattr(out, _CACHE) if want_cache else None,
+        )
+
+    def text_streamer(self, decoder: Any = None, *, timeout: float | None = 600.0) -> Any:
+        """A transformers ``TextIteratorStreamer`` of answer text (``decoder``: a tokenizer-like decoder to use)."""
+        from transformers import TextIteratorStreamer
+
+        return TextIteratorStreamer(
+            decoder if decoder is not None else self.tokenizer, skip_prompt=True, skip_special_tokens=True,
+            timeout=timeout,
         )
 
     def trim(self, row: torch.Tensor) -> tuple[list[int], str]:

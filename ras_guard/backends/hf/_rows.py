@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from transformers import LogitsProcessor, StoppingCriteria, StoppingCriteriaList
 
-from ._decoding import GREEDY
+from ..._decoding import GREEDY
+from ...types import is_steered
 from ._kv import NotCacheable, Row, RowKV, assemble, harvest, sliding_window
-from .steering import SteeringLogitsProcessor
+from ._steer import SteeringLogitsProcessor
 
 if TYPE_CHECKING:
-    from .backends.hf import HFBackend
+    from ._backend import HFBackend
 
 
 @dataclass
@@ -79,7 +80,7 @@ def generate_rows(
         limits = RowLimits(start, [r.max_new for r in rows], [r.lead for r in rows], eos)
         procs.append(RowMinNew(start, [r.min_new for r in rows], eos))
         kwargs["stopping_criteria"] = StoppingCriteriaList([limits])
-    if any(r.risk >= floor and r.risk > 0.0 for r in rows):
+    if any(is_steered(r.risk, floor) for r in rows):
         assert prototype_logits is not None  # the assessment that decided the steering needed a calibration
         risks = [r.risk for r in rows]
         procs.append(SteeringLogitsProcessor(prototype_logits, risks, start, floor=floor, softcap=backend.softcap))

@@ -41,6 +41,10 @@ def async_guard(vllm_model):
     guard = loop.run_until_complete(start())
     yield guard, loop.run_until_complete
     guard.shutdown()
+    pending = asyncio.all_tasks(loop)  # the engine's output handler
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
 
 

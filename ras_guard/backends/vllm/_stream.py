@@ -128,7 +128,7 @@ class VLLMStream(_Base):
 
     def _pieces(self) -> Iterator[str]:
         try:
-            while True:
+            while self._open:  # a closed stream ends at the next piece asked for
                 out = self._mail.next(self._id)
                 piece = self._piece(out)
                 if piece:

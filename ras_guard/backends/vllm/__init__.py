@@ -3,7 +3,10 @@
 - :class:`~ras_guard.backends.vllm.v1.RASSteeringV1` / :class:`~ras_guard.backends.vllm.v2.RASSteeringV2`: load
   into any vLLM server with ``--logits-processors ras_guard.backends.vllm.v1:RASSteeringV1`` (V1 runner; ``v2``
   for the V2 runner) and ``RAS_GUARD_CALIBRATION=DIR``; requests carry ``vllm_xargs={"ras_risk": r}``.
-- :class:`~ras_guard.backends.vllm.guard.VLLMGuard`: the three RAS stages on an in-process ``vllm.LLM``.
+- :class:`~ras_guard.backends.vllm.guard.VLLMGuard`: the three RAS stages on an in-process ``vllm.LLM``
+  (``stream`` included).
+- :class:`~ras_guard.backends.vllm.aguard.AsyncVLLMGuard`: the same on ``AsyncLLM`` (``aassess``, ``agenerate``,
+  ``agenerate_batch``, ``astream``), so concurrent requests share the engine's batches.
 
 Needs ``pip install ras-guard[vllm]`` (on GPUs install your CUDA vLLM build; CPU: ``scripts/setup_vllm_cpu.sh``).
 Names are imported lazily, so ``import ras_guard.backends.vllm`` works without vLLM and the names raise a
@@ -19,9 +22,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["RASSteeringV1", "RASSteeringV2", "VLLMEngine", "VLLMGuard"]
+__all__ = ["AsyncVLLMEngine", "AsyncVLLMGuard", "RASSteeringV1", "RASSteeringV2", "VLLMEngine", "VLLMGuard"]
 
-_WHERE = {"RASSteeringV1": ".v1", "RASSteeringV2": ".v2", "VLLMEngine": ".engine", "VLLMGuard": ".guard"}
+_WHERE = {
+    "AsyncVLLMEngine": ".aguard",
+    "AsyncVLLMGuard": ".aguard",
+    "RASSteeringV1": ".v1",
+    "RASSteeringV2": ".v2",
+    "VLLMEngine": ".engine",
+    "VLLMGuard": ".guard",
+}
 
 
 def __getattr__(name: str) -> Any:

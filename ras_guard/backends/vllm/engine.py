@@ -27,7 +27,7 @@ from ._fingerprint import checkpoint_fingerprint, local_folder
 from ._steer import CALIBRATION_KEY, FLOOR_ARG, RISK_ARG
 from .v1 import RASSteeringV1
 
-__all__ = ["Completion", "VLLMEngine"]
+__all__ = ["Completion", "VLLMEngine", "steering_args"]
 
 Conversation = list[dict[str, Any]]
 
@@ -41,12 +41,23 @@ class Completion:
     prompt_tokens: int
 
 
+def steering_args(calibration_dir: str | Path, engine_args: dict[str, Any]) -> dict[str, Any]:
+    """``engine_args`` plus the steering processor, full-vocabulary log-probabilities and the calibration."""
+    args = dict(engine_args)
+    extra = dict(args.pop("additional_config", None) or {})
+    extra[CALIBRATION_KEY] = str(Path(calibration_dir).resolve())
+    procs = [*args.pop("logits_processors", []), RASSteeringV1]
+    return {**args, "logits_processors": procs, "max_logprobs": -1, "additional_config": extra}
+
+
 class VLLMEngine:
     """A ``vllm.LLM`` built with the RAS steering processor, plus the checkpoint's processor for rendering.
 
     Args:
-        llm: A ``vllm.LLM`` created with ``logits_processors=[RASSteeringV1]``, ``max_logprobs=-1`` and a
-            calibration in ``additional_config`` (see :meth:`from_pretrained`).
+        llm: A ``vllm.LLM`` (or a ``vllm.v1.engine.async_llm.AsyncLLM``, for
+            :class:`~ras_guard.backends.vllm.aguard.AsyncVLLMGuard`) created with
+            ``logits_processors=[RASSteeringV1]``, ``max_logprobs=-1`` and a calibration in ``additional_config``
+            (see :meth:`from_pretrained`).
         model_path: The checkpoint folder (for the processor, the generation config and the fingerprint).
 
     Raises:
@@ -54,7 +65,8 @@ class VLLMEngine:
     """
 
     def __init__(self, llm: Any, model_path: str | Path) -> None:
-        model_config = llm.llm_engine.vllm_config.model_config
+        self.vllm_config = llm.llm_engine.vllm_config if hasattr(llm, "llm_engine") else llm.vllm_config
+        model_config = self.vllm_config.model_config
         procs = list(model_config.logits_processors or [])
         if not any(p is RASSteeringV1 or str(p).endswith(":RASSteeringV1") for p in procs):
             raise ModelLoadError(
@@ -102,13 +114,7 @@ class VLLMEngine:
         """
         from vllm import LLM
 
-        extra = dict(engine_args.pop("additional_config", None) or {})
-        extra[CALIBRATION_KEY] = str(Path(calibration_dir).resolve())
-        procs = [*engine_args.pop("logits_processors", []), RASSteeringV1]
-        llm = LLM(
-            str(model_path), logits_processors=procs, max_logprobs=-1, additional_config=extra, **engine_args
-        )
-        return cls(llm, model_path)
+        return cls(LLM(str(model_path), **steering_args(calibration_dir, engine_args)), model_path)
 
     def fingerprint(self) -> ModelFingerprint:
         """The calibration fingerprint of the checkpoint, from its files."""
@@ -144,8 +150,18 @@ class VLLMEngine:
         kwargs = {"add_special_tokens": False} if bos and text.startswith(bos) else None
         return prompt, kwargs
 
+    def prompts(
+        self, conversations: Sequence[Conversation]
+    ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """The vLLM prompt and tokenization kwargs of each conversation."""
+        return [self.prompt(c) for c in conversations]
+
+    def run(self, call: Any) -> list[Any]:
+        """The finished ``RequestOutput`` of every row of an engine call (``conversations`` and ``params``)."""
+        return self._run(call.conversations, call.params)
+
     def _run(self, conversations: Sequence[Conversation], params: Sequence[Any]) -> list[Any]:
-        prompts, kwargs = zip(*(self.prompt(c) for c in conversations)) if conversations else ((), ())
+        prompts, kwargs = zip(*self.prompts(conversations)) if conversations else ((), ())
         groups: dict[Any, list[int]] = {}
         for i, kw in enumerate(kwargs):
             groups.setdefault(None if kw is None else tuple(sorted(kw.items())), []).append(i)
@@ -161,7 +177,8 @@ class VLLMEngine:
                 outs[i] = r
         return outs
 
-    def _trim(self, out: Any, max_tokens: int) -> Completion:
+    def trim(self, out: Any, max_tokens: int) -> Completion:
+        """A finished ``RequestOutput`` as a :class:`Completion` (ids cut at the first EOS)."""
         ids = list(out.outputs[0].token_ids)
         for i, t in enumerate(ids):
             if t in self.eos_token_ids:
@@ -173,19 +190,19 @@ class VLLMEngine:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
     # ----------------------------------------------------------------- the three passes
-    def complete(
+    def answer_params(
         self,
-        conversations: Sequence[Conversation],
+        count: int,
         *,
         max_tokens: int,
         risks: Sequence[float | None] | None = None,
         floor: float = 0.05,
         **sampling: Any,
-    ) -> list[Completion]:
-        """Generate for each conversation; rows with a risk are steered by the processor (greedy by default).
+    ) -> list[Any]:
+        """``SamplingParams`` of ``count`` rows; rows with a risk are steered by the processor (greedy by default).
 
         Args:
-            conversations: Rendered by the checkpoint's chat template.
+            count: Number of rows.
             max_tokens: Token limit per row.
             risks: One risk per row, or None (no steering); a risk under ``floor`` leaves the row untouched.
             floor: The risk floor sent with each risk.
@@ -193,28 +210,29 @@ class VLLMEngine:
         """
         from vllm import SamplingParams
 
-        risks = list(risks) if risks is not None else [None] * len(conversations)
+        risks = list(risks) if risks is not None else [None] * count
         base = {"temperature": 0.0, **sampling, "max_tokens": max_tokens, "detokenize": False}
         base["stop_token_ids"] = sorted(set(base.get("stop_token_ids") or []) | self.eos_token_ids)
-        params = [
+        return [
             SamplingParams(
                 **base, extra_args=None if r is None else {RISK_ARG: float(r), FLOOR_ARG: float(floor)}
             )
             for r in risks
         ]
-        return [self._trim(o, max_tokens) for o in self._run(conversations, params)]
 
-    def first_step_logprobs(
-        self, conversations: Sequence[Conversation], num_steps: int
-    ) -> tuple[torch.Tensor, list[list[int]], list[int]]:
-        """Full-vocabulary log-probabilities of the first ``num_steps`` greedy steps (EOS suppressed).
+    def complete(
+        self, conversations: Sequence[Conversation], *, max_tokens: int, **kwargs: Any
+    ) -> list[Completion]:
+        """Generate for each conversation (``kwargs`` as :meth:`answer_params`'s)."""
+        params = self.answer_params(len(conversations), max_tokens=max_tokens, **kwargs)
+        return [self.trim(o, max_tokens) for o in self._run(conversations, params)]
 
-        Returns:
-            ``([B, N, V] float32 log-probabilities, the N greedy ids per row, prompt tokens per row)``.
-        """
+    @staticmethod
+    def logprob_params(num_steps: int) -> Any:
+        """``SamplingParams`` of the risk pass: ``num_steps`` greedy steps, full-vocabulary log-probabilities."""
         from vllm import SamplingParams
 
-        sp = SamplingParams(
+        return SamplingParams(
             temperature=0.0,
             max_tokens=num_steps,
             min_tokens=num_steps,
@@ -222,7 +240,11 @@ class VLLMEngine:
             flat_logprobs=True,
             detokenize=False,
         )
-        outs = self._run(conversations, [sp] * len(conversations))
+
+    def read_logprobs(
+        self, outs: Sequence[Any], num_steps: int
+    ) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+        """``([B, N, V] float32 log-probabilities, the N greedy ids per row, prompt tokens per row)``."""
         rows, tokens = [], []
         for out in outs:
             lp = out.outputs[0].logprobs
@@ -236,3 +258,10 @@ class VLLMEngine:
             tokens.append(list(out.outputs[0].token_ids))
         logprobs = torch.stack(rows) if rows else torch.empty(0, num_steps, self.vocab_size)
         return logprobs, tokens, [len(o.prompt_token_ids) for o in outs]
+
+    def first_step_logprobs(
+        self, conversations: Sequence[Conversation], num_steps: int
+    ) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+        """Full-vocabulary log-probabilities of the first ``num_steps`` greedy steps (see :meth:`read_logprobs`)."""
+        params = [self.logprob_params(num_steps)] * len(conversations)
+        return self.read_logprobs(self._run(conversations, params), num_steps)

@@ -15,33 +15,32 @@ Example:
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ..._cache import LRUCache
 from ...calibration import Calibration
 from ...config import RASConfig
-from ...errors import CalibrationError, InvalidMessageError
+from ...errors import CalibrationError
 from ...messages import Conversation, normalize_messages
-from ...reformulate import caption_messages, clean_caption, reformulated_text
-from ...risk import apply_softcap, risk_from_similarity, similarity
-from ...types import GuardedGeneration, RiskAssessment, Usage
-from ._steer import CALIBRATION_KEY, RequestSteering
+from ...types import GuardedGeneration, RiskAssessment
+from ._stages import assess_plan, drive, found_plan, generate_plan
+from ._steer import CALIBRATION_KEY
+from ._stream import VLLMStream
 from .engine import VLLMEngine
 
-__all__ = ["VLLMGuard"]
+__all__ = ["BaseVLLMGuard", "VLLMGuard"]
 
 Messages = Sequence[dict[str, Any]]
 
 
-class VLLMGuard:
-    """A vLLM engine with its RAS calibration (assess, generate, generate_batch).
+class BaseVLLMGuard:
+    """What the sync and the async guard share: the engine, the calibration check, message normalization.
 
     Args:
-        engine: A :class:`VLLMEngine` whose steering processor was configured with this calibration's folder.
+        engine: A :class:`VLLMEngine` (``AsyncVLLMEngine`` for the async guard) whose steering processor was
+            configured with this calibration's folder.
         calibration: The calibration (object or folder).
         config: Method constants; default: the calibration's.
 
@@ -58,7 +57,7 @@ class VLLMGuard:
         self.engine = engine
         self.config = config or calibration.config()
         calibration.check_compatible(engine.fingerprint(), self.config)
-        extra = engine.llm.llm_engine.vllm_config.additional_config or {}
+        extra = engine.vllm_config.additional_config or {}
         steering_dir = extra.get(CALIBRATION_KEY) if isinstance(extra, dict) else None
         if (
             steering_dir is None
@@ -71,6 +70,8 @@ class VLLMGuard:
         self.calibration = calibration
         self._captions = LRUCache(self.config.caption_cache_size)
 
+    _engine_class: type[VLLMEngine] = VLLMEngine
+
     @classmethod
     def from_pretrained(
         cls,
@@ -79,7 +80,7 @@ class VLLMGuard:
         *,
         config: RASConfig | None = None,
         **engine_args: Any,
-    ) -> VLLMGuard:
+    ) -> Self:
         """Start a vLLM engine on a checkpoint with the steering processor and the calibration folder.
 
         Args:
@@ -88,7 +89,17 @@ class VLLMGuard:
             config: Method constants.
             **engine_args: Passed to ``vllm.LLM`` (``dtype``, ``max_model_len``, ``gpu_memory_utilization``...).
         """
-        return cls(VLLMEngine.from_pretrained(model_path, calibration, **engine_args), calibration, config)
+        return cls(cls._engine_class.from_pretrained(model_path, calibration, **engine_args), calibration, config)
+
+    @classmethod
+    def wrap(
+        cls, llm: Any, model_path: str | Path, calibration: Calibration | str | Path, config: RASConfig | None = None
+    ) -> Self:
+        """Guard an existing engine: ``vllm.LLM`` here, ``AsyncLLM`` for the async guard.
+
+        Build it with ``**steering_args(calibration_dir, args)`` (:func:`~ras_guard.backends.vllm.engine.steering_args`).
+        """
+        return cls(cls._engine_class(llm, model_path), calibration, config)
 
     @property
     def model_name(self) -> str:
@@ -104,108 +115,20 @@ class VLLMGuard:
             allow_images=self.engine.is_multimodal,
         )
 
+
+class VLLMGuard(BaseVLLMGuard):
+    """A ``vllm.LLM`` with its RAS calibration (assess, generate, generate_batch, stream); see BaseVLLMGuard."""
+
     # ----------------------------------------------------------------- stage 1 and 2
-    def _contexts(self, convs: Sequence[Conversation]) -> tuple[list[str], list[bool], int]:
-        cfg = self.config
-        key = (cfg.caption_prompt, cfg.caption_max_new_tokens)
-        found: dict[str, str] = {}
-        todo: dict[str, Any] = {}
-        for conv in convs:
-            for h, img in zip(conv.last_user_image_hashes(), conv.last_user_images()):
-                cached = found.get(h) or self._captions.get((h, *key))
-                if cached is not None:
-                    found[h] = cached
-                elif h not in todo:
-                    todo[h] = img
-        spent = 0
-        if todo:
-            done = self.engine.complete(
-                [caption_messages(img, cfg) for img in todo.values()], max_tokens=cfg.caption_max_new_tokens
-            )
-            for h, c in zip(todo, done):
-                found[h] = clean_caption(self.engine.decode(c.token_ids))
-                self._captions.put((h, *key), found[h])
-                spent += c.prompt_tokens + len(c.token_ids)
-        contexts = [" ".join(found[h] for h in c.last_user_image_hashes()) for c in convs]
-        from_cache = [all(h not in todo for h in c.last_user_image_hashes()) for c in convs]
-        return contexts, from_cache, spent
-
-    def _assess(self, convs: Sequence[Conversation]) -> list[RiskAssessment]:
-        cfg, cal, n = self.config, self.calibration, self.config.num_steer_tokens
-        proto = apply_softcap(cal.prototype_logits, self.engine.softcap)
-        t0 = time.perf_counter()
-        contexts, from_cache, caption_tokens = self._contexts(convs)
-        t1 = time.perf_counter()
-        texts = [reformulated_text(c.question, vc, cfg) for c, vc in zip(convs, contexts)]
-        logprobs, tokens, prompt = self.engine.first_step_logprobs(
-            [c.with_last_user_text(t) for c, t in zip(convs, texts)], n
-        )
-        sims = similarity(logprobs, proto, cfg.gamma).tolist() if convs else []
-        t2 = time.perf_counter()
-        timings = {"caption": t1 - t0, "risk": t2 - t1, "total": t2 - t0}
-        out = []
-        for i, (conv, s) in enumerate(zip(convs, sims)):
-            if not math.isfinite(s):
-                raise CalibrationError(
-                    f"similarity is {s} for request {i}; the model produced non-finite logits."
-                )
-            out.append(
-                RiskAssessment(
-                    risk=risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha),
-                    similarity=float(s),
-                    visual_context=contexts[i],
-                    reformulated_prompt=texts[i],
-                    risk_tokens=self.engine.decode(tokens[i]),
-                    timings=dict(timings),
-                    calibration_id=cal.calibration_id,
-                    image_sha256=conv.image_hashes,
-                    cached_caption=from_cache[i] and bool(conv.last_user_image_hashes()),
-                    guard_tokens=prompt[i] + n + (caption_tokens if i == 0 else 0),
-                )
-            )
-        return out
-
     def assess(self, messages: Messages) -> RiskAssessment:
         """Score one request: visual context, reformulated risk pass, similarity and risk."""
         return self.assess_batch([messages])[0]
 
     def assess_batch(self, batch: Sequence[Messages]) -> list[RiskAssessment]:
         """Score several requests; captions and risk passes each run as one engine call."""
-        return self._assess([self.normalize(m) for m in batch])
+        return drive(assess_plan(self, [self.normalize(m) for m in batch]), self.engine.run)
 
     # ----------------------------------------------------------------- stage 3
-    def _resolve(
-        self,
-        convs: Sequence[Conversation],
-        risks: Sequence[float] | None,
-        assessments: Sequence[RiskAssessment] | None,
-    ) -> list[RiskAssessment]:
-        if risks is not None:
-            if len(risks) != len(convs):
-                raise InvalidMessageError(
-                    f"got {len(risks)} risks for {len(convs)} requests; pass one per request."
-                )
-            bad = [r for r in risks if isinstance(r, bool) or not 0.0 <= float(r) <= 1.0]
-            if bad:
-                raise InvalidMessageError(f"risk must lie in [0, 1], got {bad[0]!r}.")
-            return [
-                RiskAssessment(
-                    risk=float(r),
-                    similarity=float("nan"),
-                    visual_context="",
-                    reformulated_prompt="",
-                    calibration_id=self.calibration.calibration_id,
-                    image_sha256=c.image_hashes,
-                    given=True,
-                )
-                for r, c in zip(risks, convs)
-            ]
-        if assessments is not None:
-            if len(assessments) != len(convs):
-                raise InvalidMessageError(f"got {len(assessments)} assessments for {len(convs)} requests.")
-            return list(assessments)
-        return self._assess(convs)
-
     def generate(
         self,
         messages: Messages,
@@ -243,26 +166,26 @@ class VLLMGuard:
     ) -> list[GuardedGeneration]:
         """Assess and answer several requests; every row is steered by its own risk, in one engine call."""
         convs = [self.normalize(m) for m in batch]
-        found = self._resolve(convs, risks, assessments)
-        floor = self.config.risk_floor
-        t0 = time.perf_counter()
-        done = self.engine.complete(
-            [c.as_list() for c in convs],
-            max_tokens=max_new_tokens,
-            risks=[a.risk for a in found],
-            floor=floor,
-            **sampling,
+        plan = generate_plan(self, convs, risks, assessments, max_new_tokens, sampling)
+        return drive(plan, self.engine.run)
+
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        max_new_tokens: int = 256,
+        risk: float | None = None,
+        assessment: RiskAssessment | None = None,
+        **sampling: Any,
+    ) -> VLLMStream:
+        """Assess, then stream the answer: text pieces as the engine generates them (see :mod:`._stream`).
+
+        The arguments are :meth:`generate`'s. The assessment runs before this returns, so ``stream.assessment``
+        and ``stream.steered`` are ready before the first piece; closing the stream aborts the engine request.
+        """
+        conv = self.normalize(messages)
+        plan = found_plan(
+            self, [conv], None if risk is None else [risk], None if assessment is None else [assessment]
         )
-        answer_s = time.perf_counter() - t0
-        return [
-            GuardedGeneration(
-                text=self.engine.decode(c.token_ids),
-                token_ids=c.token_ids,
-                assessment=a,
-                steered=RequestSteering(a.risk, floor).steered,
-                usage=Usage(c.prompt_tokens, len(c.token_ids), a.guard_tokens),
-                finish_reason=c.finish_reason,
-                timings={**{f"assess_{k}": v for k, v in a.timings.items()}, "answer": answer_s},
-            )
-            for a, c in zip(found, done)
-        ]
+        (found,) = drive(plan, self.engine.run)
+        return VLLMStream(self, conv, found, max_new_tokens, sampling)

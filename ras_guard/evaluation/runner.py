@@ -58,7 +58,7 @@ def _meta(guard: Any, suites: Sequence[Suite], judge: Judge, settings: dict[str,
     import torch
     import transformers
 
-    from .. import __version__
+    from .._version import __version__
 
     cal = guard.calibration
     fp = guard.backend.fingerprint()

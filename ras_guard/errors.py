@@ -19,6 +19,7 @@ Tree (indented: subclass of the line above; builtin bases in brackets)::
         ImageError (ValueError)
             CorruptImageError
             ImageFetchError
+                ImageFetchTimeoutError (TimeoutError): the image's fetch deadline passed
                 UnsafeURLError
             ImageTooLargeError
         InvalidMessageError (ValueError)
@@ -59,6 +60,7 @@ __all__ = [
     "GuardTimeoutError",
     "ImageError",
     "ImageFetchError",
+    "ImageFetchTimeoutError",
     "ImageTooLargeError",
     "InvalidMessageError",
     "ModelLoadError",
@@ -121,6 +123,10 @@ class ImageTooLargeError(ImageError):
 
 class ImageFetchError(ImageError):
     """An image URL could not be fetched (network error, bad status, timeout, too many bytes)."""
+
+
+class ImageFetchTimeoutError(ImageFetchError, TimeoutError):
+    """Fetching an image URL took longer than its deadline (DNS, connect, headers, redirects and body in all)."""
 
 
 class UnsafeURLError(ImageFetchError):

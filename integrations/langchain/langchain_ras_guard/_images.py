@@ -26,8 +26,7 @@ from ras_guard.errors import (
     InvalidMessageError,
     UnsupportedInputError,
 )
-
-from ._fetch import FetchPolicy, ImageFetcher
+from ras_guard.fetch import FetchPolicy, ImageFetcher
 
 __all__ = ["ImageResolver", "check_image_header", "decode_base64", "decode_data_uri"]
 

@@ -28,15 +28,14 @@ from ras_guard.errors import (
     ResponseFormatError,
     ToolCallingNotSupportedError,
 )
+from ras_guard.fetch import FetchPolicy, parse_allowed_hosts
 from typing_extensions import Self, override
 
 from . import _prepare, _runs
-from ._allow import parse_allowed_hosts
 from ._assessor import assessor
 from ._batch import BatchingChatModel, current_row
 from ._chunk import run_chunk
 from ._conventions import ConventionsMixin, guard_profile, seeded, warn_if_no_tool_calls
-from ._fetch import FetchPolicy
 from ._images import ImageResolver
 from ._messages import to_guard_messages
 from ._options import chat_model_options, load_guard
@@ -168,7 +167,8 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     """Stream tokens to callback handlers also from ``invoke`` (default False)."""
     timeout: float | None = Field(default=None, gt=0.0)
     """Seconds the whole call may take (image fetch, caption, risk and answer passes, streaming); past it the
-    running pass stops at the next token and ``ras_guard.errors.GuardTimeoutError`` is raised (default None: no limit)."""
+    running pass stops at the next token and ``ras_guard.errors.GuardTimeoutError`` is raised (default None:
+    no limit)."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of an image download after a connection error or an HTTP 5xx (default 2)."""
     policy: Literal["steer", "block", "monitor"] = "steer"

@@ -27,10 +27,10 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, SecretStr
+from ras_guard.fetch import FetchPolicy, ImageFetcher
 from typing_extensions import override
 
 from . import _runs
-from ._fetch import FetchPolicy, ImageFetcher
 from ._remote_http import ChunkBuilder, RemoteHTTP, message_of
 from .chat_models import RAS_EVENT
 

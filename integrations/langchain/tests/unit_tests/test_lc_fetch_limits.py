@@ -16,10 +16,9 @@ import pytest
 from langchain_core.messages import HumanMessage
 from lc_ras_testing import FakeGuard, LocalServer, Route, b64, png_bytes
 from ras_guard.errors import AllowedHostsError, ImageFetchError, InvalidMessageError, UnsafeURLError
+from ras_guard.fetch import FetchPolicy, ImageFetcher, parse_allowed_hosts
 
 from langchain_ras_guard import RASGuardedChatModel, RiskLoggingCallbackHandler
-from langchain_ras_guard._allow import parse_allowed_hosts
-from langchain_ras_guard._fetch import FetchPolicy, ImageFetcher
 from langchain_ras_guard._images import decode_data_uri
 
 PNG = png_bytes()

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from lc_ras_testing import LocalServer, Route, png_bytes
 from ras_guard.errors import CorruptImageError, ImageFetchError, ImageTooLargeError, UnsafeURLError
+from ras_guard.fetch import FetchPolicy, ImageFetcher, blocked_reason, ip_literal
 
-from langchain_ras_guard._fetch import FetchPolicy, ImageFetcher, blocked_reason, ip_literal
 from langchain_ras_guard._images import ImageResolver, check_image_header, decode_base64, decode_data_uri
 
 PNG = png_bytes()

@@ -1,4 +1,4 @@
-"""Allow-list entries for image hosts: parsing (strict, at configuration time) and matching (private).
+"""Allow-list entries for image hosts: parsing (strict, at configuration time) and matching.
 
 An entry is one of
 
@@ -159,7 +159,7 @@ def _parse_one(entry: object) -> AllowEntry:
     if (ip := _literal(e)) is not None:
         return AllowEntry("ip", ip=ip, port=port)
     if not _NAME.fullmatch(e) or "*" in e:
-        raise _refuse(entry, "it is not a valid host name (use allow_private_urls=True to allow every host)")
+        raise _refuse(entry, "it is not a valid host name (a wildcard is written *.suffix)")
     return AllowEntry("name", name=e, port=port)
 
 

@@ -1,4 +1,4 @@
-"""A wall-clock deadline over a whole image download: connect, TLS, status line, headers and body (private).
+"""A wall-clock deadline over a whole image download: connect, TLS, status line, headers and body.
 
 httpx's timeouts are per operation: a server that sends its status line or headers one byte every 0.2 s never
 trips a 2 s read timeout and can hold a fetch for minutes. Two layers close that hole:
@@ -50,7 +50,7 @@ class Deadline:
         """Seconds until the deadline (negative once it passed)."""
         return self.at - time.monotonic()
 
-    def __enter__(self) -> Deadline:
+    def __enter__(self) -> Deadline:  # noqa: PYI034 - a final class
         self._timer = threading.Timer(max(self.left(), 0.0), self.expire)
         self._timer.name, self._timer.daemon = "ras-guard-fetch-deadline", True
         self._timer.start()

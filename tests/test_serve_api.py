@@ -205,8 +205,13 @@ def test_auth_failures_answer_401(server):
         ({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "frobnicate": 1}, 400, "frobnicate"),
         ({"model": "demo", "messages": [{"role": "user", "content": "hi", "colour": 1}]}, 400, "colour"),
         ({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n=2"),
+        ({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "n": 3}, 400, "leave 'n' out"),
         ({"model": "demo", "messages": [{"role": "user", "content": "hi"}],
-          "response_format": {"type": "json_object"}}, 400, "not supported by this engine"),
+          "response_format": {"type": "xml"}}, 400, "'xml' is not supported"),
+        ({"model": "demo", "messages": [{"role": "user", "content": "hi"}],
+          "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, 400, "needs a schema"),
+        ({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "stop": ["}"],
+          "response_format": {"type": "json_object"}}, 400, "drop 'stop'"),
         ({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}, 400, "limit"),
         ({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400, "logprobs"),
         ({"model": "other", "messages": [{"role": "user", "content": "hi"}]}, 404, "not served"),
@@ -215,7 +220,7 @@ def test_auth_failures_answer_401(server):
         ({"model": "demo", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]}, 400, "base64"),
         ({"model": "demo", "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}}]}]}, 400, "data:image"),
+            {"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}}]}]}, 400, "--allow-image-urls"),
         ({"model": "demo", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": data_uri(drawing("cake"))}}]}],
           "pad": "x" * 2_100_000}, 413, "exceeds"),

@@ -31,6 +31,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="wait for more requests to batch (5 ms)")
     p.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (4096)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (32)")
+    p.add_argument("--max-image-mb", type=float, default=20.0, help="largest image (data URI or URL) in MiB (20)")
+    p.add_argument("--allow-image-urls", action="store_true",
+                   help="fetch http(s) image URLs (SSRF-safe: internal addresses refused, every redirect "
+                   "re-checked); off by default: URL parts answer 400")
+    p.add_argument("--allowed-image-hosts", action="append", default=[], metavar="HOSTS",
+                   help="comma-separated hosts exempt from the internal-address check: host, host:PORT, "
+                   "*.suffix, IP, CIDR (e.g. 'images.internal,10.0.0.0/8'); repeatable")
+    p.add_argument("--image-timeout", type=float, default=10.0,
+                   help="seconds for one image URL: DNS, connect, headers, redirects and body (10)")
     p.add_argument("--expose-visual-context", action="store_true",
                    help="include the image's visual context in the 'ras' object of responses")
     p.set_defaults(func=run)
@@ -47,7 +56,9 @@ def _settings(args: argparse.Namespace) -> object:
         policy=args.policy, block_threshold=args.block_threshold, max_queue=args.max_queue,
         max_batch=args.max_batch, batch_window_s=args.batch_window_ms / 1000.0,
         max_tokens_limit=args.max_tokens_limit, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        expose_visual_context=args.expose_visual_context,
+        expose_visual_context=args.expose_visual_context, max_image_bytes=int(args.max_image_mb * 1024 * 1024),
+        allow_image_urls=args.allow_image_urls, image_timeout_s=args.image_timeout,
+        allowed_image_hosts=tuple(h.strip() for arg in args.allowed_image_hosts for h in arg.split(",") if h.strip()),
     )
 
 

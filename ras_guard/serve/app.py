@@ -1,5 +1,12 @@
 """The FastAPI app of ``ras-guard serve``: OpenAI-compatible chat completions behind the guard.
 
+Image URLs are fetched only with ``ServeSettings.allow_image_urls`` (``--allow-image-urls``), through
+:class:`ras_guard.fetch.ImageFetcher` in a worker thread, each image within ``image_timeout_s`` and within the
+request's deadline. Every fetch failure answers HTTP 400 (as OpenAI's API does for image URLs it cannot
+download) with a code saying why: ``unsafe_image_url`` (an internal address, or a redirect to one, or a host
+off the allow-list), ``image_fetch_timeout`` (slow server: 400, not 408 / 504, so that clients do not retry a
+download that will time out again), ``image_too_large``, ``invalid_image_url`` (bad status, network error).
+
 Example:
     >>> from ras_guard import RASGuard
     >>> app = create_app(RASGuard.from_pretrained("demo"), ServeSettings(model_name="demo"))  # doctest: +SKIP
@@ -15,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,10 +33,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import (
     GenerationError,
     ImageError,
+    ImageFetchError,
+    ImageFetchTimeoutError,
+    ImageTooLargeError,
     InvalidMessageError,
     RASGuardError,
+    ResponseFormatError,
     ServerOverloadedError,
     ToolCallingNotSupportedError,
+    UnsafeURLError,
     UnsupportedRequestError,
 )
 from .convert import GuardCall, ras_object, to_call
@@ -46,7 +58,13 @@ _POLICIES = ("steer", "block", "monitor")
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """Options of the server (see ``ras-guard serve -h``)."""
+    """Options of the server (see ``ras-guard serve -h``).
+
+    ``allow_image_urls`` turns on fetching of http(s) image URLs (off: they answer 400);
+    ``allowed_image_hosts`` exempts hosts from the internal-address check (``host``, ``host:PORT``,
+    ``*.suffix``, IP literals, CIDR networks; see :mod:`ras_guard.fetch.allow`); ``image_timeout_s`` bounds one
+    image's whole download.
+    """
 
     model_name: str = "demo"
     api_key: str | None = None
@@ -64,7 +82,9 @@ class ServeSettings:
     batch_window_s: float = 0.005
     request_timeout_s: float = 600.0
     retry_after_s: int = 1
-    image_fetcher: Callable[[str], bytes] | None = None
+    allow_image_urls: bool = False
+    allowed_image_hosts: tuple[str, ...] = ()
+    image_timeout_s: float = 10.0
 
 
 def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
@@ -75,9 +95,17 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return f"{loc or 'body'}: {err['msg']}", loc or None
 
 
+_IMAGE_CODES = ((ImageFetchTimeoutError, "image_fetch_timeout"), (UnsafeURLError, "unsafe_image_url"),
+                (ImageFetchError, "invalid_image_url"), (ImageTooLargeError, "image_too_large"),
+                (ImageError, "invalid_image"))
+
+
 def _status_of(exc: RASGuardError) -> tuple[int, str, str]:
-    if isinstance(exc, ImageError):
-        return 400, "invalid_request_error", "invalid_image"
+    for cls, code in _IMAGE_CODES:
+        if isinstance(exc, cls):
+            return 400, "invalid_request_error", code
+    if isinstance(exc, ResponseFormatError):
+        return 400, "invalid_request_error", "invalid_response_format"
     if isinstance(exc, UnsupportedRequestError | ToolCallingNotSupportedError):
         return 400, "invalid_request_error", "unsupported"
     if isinstance(exc, InvalidMessageError):
@@ -85,6 +113,33 @@ def _status_of(exc: RASGuardError) -> tuple[int, str, str]:
     if isinstance(exc, ServerOverloadedError):
         return 429, "rate_limit_error", "overloaded"
     return 500, "server_error", "generation_failed" if isinstance(exc, GenerationError) else "internal"
+
+
+def _url_fetcher(s: ServeSettings) -> Callable[[str, float], bytes] | None:
+    """``(url, request deadline) -> bytes`` under the server's fetch policy, or None when URLs are off.
+
+    Raises:
+        InvalidMessageError: ``allowed_image_hosts`` without ``allow_image_urls``.
+        AllowedHostsError: An allow-list entry that cannot be parsed.
+    """
+    if not s.allow_image_urls:
+        if s.allowed_image_hosts:
+            raise InvalidMessageError("--allowed-image-hosts has no effect without --allow-image-urls; add it.")
+        return None
+    from ..fetch import FetchPolicy, ImageFetcher, OptionNames
+
+    names = OptionNames(allowed_hosts="--allowed-image-hosts", allow_private=None, timeout="--image-timeout",
+                        max_bytes="--max-image-mb")
+    policy = FetchPolicy(allowed_hosts=tuple(s.allowed_image_hosts), max_bytes=s.max_image_bytes,
+                         timeout=s.image_timeout_s, names=names)
+
+    def fetch(url: str, deadline: float) -> bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ImageFetchTimeoutError("the request's deadline passed before its images were fetched.")
+        return ImageFetcher(policy if left >= policy.timeout else replace(policy, timeout=left)).fetch(url)
+
+    return fetch
 
 
 def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFEngine | None = None) -> FastAPI:
@@ -103,6 +158,7 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         raise InvalidMessageError(f"unknown policy {s.policy!r}; use one of {_POLICIES}.")
     if not 0.0 <= s.block_threshold <= 1.0:
         raise InvalidMessageError(f"block_threshold {s.block_threshold} must lie in [0, 1].")
+    fetch = _url_fetcher(s)
     metrics = engine.metrics if engine is not None else Metrics()
     eng = engine or HFEngine(guard, metrics, max_queue=s.max_queue, max_batch=s.max_batch,
                              batch_window_s=s.batch_window_s)
@@ -135,7 +191,8 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
             _log.error("request failed: %s: %s", exc.__class__.__name__, exc)
             return _error(status, "the model failed to answer this request; see the server log.", kind, code)
         headers = {"Retry-After": str(s.retry_after_s)} if status == 429 else None
-        return _error(status, str(exc), kind, code, headers=headers)
+        param = "response_format" if isinstance(exc, ResponseFormatError) else None
+        return _error(status, str(exc), kind, code, param, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -171,9 +228,10 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"the body is not valid JSON ({exc}).", code="invalid_json") from None
 
-    def _convert(req: ChatCompletionRequest) -> GuardCall:
+    def _convert(req: ChatCompletionRequest, deadline: float) -> GuardCall:
+        fetcher = None if fetch is None else (lambda url: fetch(url, deadline))
         call = to_call(req, default_max_tokens=s.default_max_tokens, max_tokens_limit=s.max_tokens_limit,
-                       fetcher=s.image_fetcher, max_image_bytes=s.max_image_bytes, max_images=s.max_images)
+                       fetcher=fetcher, max_image_bytes=s.max_image_bytes, max_images=s.max_images)
         guard.normalize(call.messages)  # bad messages and images answer 400 before queueing
         return call
 
@@ -199,6 +257,7 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         _auth(request)
+        deadline = time.monotonic() + s.request_timeout_s
         try:
             req = ChatCompletionRequest.model_validate(await _body(request))
         except ValidationError as exc:
@@ -207,7 +266,7 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         if req.model != s.model_name:
             raise HTTPError(404, f"model {req.model!r} is not served here; use {s.model_name!r}.",
                             code="model_not_found", param="model")
-        call: GuardCall = await asyncio.to_thread(_convert, req)
+        call: GuardCall = await asyncio.to_thread(_convert, req, deadline)  # image URLs are fetched here
         if call.tools and not guard.supports_tools:
             raise ToolCallingNotSupportedError("this model's chat template does not render tools; drop 'tools'.")
         opts = req.ras
@@ -215,7 +274,6 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         threshold = opts.block_threshold if opts and opts.block_threshold is not None else s.block_threshold
         job = Job(call, policy, threshold, bool(req.stream), asyncio.get_running_loop())
         eng.submit(job)
-        deadline = time.monotonic() + s.request_timeout_s
         try:
             _, a, decision = await _event(job, request, deadline)
         except BaseException:

@@ -1,8 +1,10 @@
 """OpenAI chat requests to ras-guard calls, and guarded answers back to OpenAI's response shape.
 
 Images arrive as ``image_url`` parts: ``data:`` URIs are decoded here (their size is checked before decoding);
-http(s) URLs are fetched only when the server was given a fetcher (``ImageFetcher.fetch``-like callable), and
-refused otherwise.
+http(s) URLs are fetched only when the server runs with ``--allow-image-urls`` (a fetcher built on
+:class:`ras_guard.fetch.ImageFetcher` is passed in), and refused otherwise. ``temperature`` / ``top_p`` map
+through :func:`ras_guard.sampling.sampling_kwargs`; ``response_format`` (json_object / json_schema) is
+validated here and passed to the guard's constrained decoding.
 
 Example:
     >>> from ras_guard.serve.schemas import ChatCompletionRequest
@@ -19,16 +21,17 @@ import binascii
 import json
 import math
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ImageTooLargeError, InvalidMessageError, UnsupportedRequestError
+from ..constrained import parse_response_format
+from ..errors import ImageTooLargeError, InvalidMessageError, ResponseFormatError, UnsupportedRequestError
+from ..sampling import sampling_kwargs
 from ..types import Decision, GuardedGeneration, RiskAssessment
 from .schemas import ChatCompletionRequest, ImagePart, Message, TextPart
 
-__all__ = ["GuardCall", "parse_tool_calls", "ras_object", "to_call"]
+__all__ = ["GuardCall", "ras_object", "to_call", "usage_dict"]
 
 Fetcher = Callable[[str], bytes]
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL)
@@ -46,6 +49,7 @@ class GuardCall:
         tool_choice: The request's ``tool_choice``.
         generation_kwargs: Sampling arguments of ``generate``.
         seed: Seed of the sampler (None: unseeded).
+        response_format: The request's ``response_format`` (json_object / json_schema; None: free text).
     """
 
     messages: list[dict[str, Any]]
@@ -55,11 +59,12 @@ class GuardCall:
     tool_choice: Any = None
     generation_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    response_format: dict[str, Any] | None = None
 
     def batch_key(self) -> str:
         """Requests with equal keys can run in one ``generate_batch`` call."""
-        return json.dumps([self.max_new_tokens, self.stop, self.tools, self.generation_kwargs, self.seed],
-                          sort_keys=True, default=str)
+        return json.dumps([self.max_new_tokens, self.stop, self.tools, self.generation_kwargs, self.seed,
+                           self.response_format], sort_keys=True, default=str)
 
 
 def _image_bytes(part: ImagePart, where: str, max_bytes: int, fetcher: Fetcher | None) -> bytes:
@@ -78,8 +83,9 @@ def _image_bytes(part: ImagePart, where: str, max_bytes: int, fetcher: Fetcher |
     if url.startswith(("http://", "https://")):
         if fetcher is None:
             raise UnsupportedRequestError(
-                f"{where}: this server does not fetch image URLs ({url[:60]!r}); send the image as a "
-                "'data:image/png;base64,...' URI."
+                f"{where}: this server does not fetch image URLs; send the image as a 'data:image/png;base64,...' "
+                "URI, or start the server with --allow-image-urls (SSRF-safe fetching; internal hosts only with "
+                "--allowed-image-hosts)."
             )
         return fetcher(url)
     raise InvalidMessageError(f"{where}: image_url must be a data: URI or an http(s) URL, got {url[:40]!r}.")
@@ -126,15 +132,17 @@ def _messages(req: ChatCompletionRequest, max_bytes: int, fetcher: Fetcher | Non
     return out
 
 
-def _sampling(req: ChatCompletionRequest) -> dict[str, Any]:
-    if req.temperature is None:
-        return {} if req.top_p is None else {"top_p": float(req.top_p)}
-    if req.temperature == 0:
-        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    gen: dict[str, Any] = {"do_sample": True, "temperature": float(req.temperature)}
-    if req.top_p is not None:
-        gen["top_p"] = float(req.top_p)
-    return gen
+def _response_format(req: ChatCompletionRequest) -> dict[str, Any] | None:
+    fmt = req.response_format
+    if fmt is None or fmt.get("type") == "text":
+        return None
+    parse_response_format(fmt)  # ResponseFormatError (400) for a malformed one
+    if req.stops:
+        raise ResponseFormatError(
+            f"stop={req.stops!r} would cut a structured answer into invalid JSON; drop 'stop' when sending "
+            "'response_format' (the grammar decides where the answer ends)."
+        )
+    return fmt
 
 
 def to_call(
@@ -144,25 +152,24 @@ def to_call(
     """Check a request against what the engine can do and convert it.
 
     Raises:
-        UnsupportedRequestError: ``n > 1``, ``response_format`` other than text, image URLs without a fetcher.
+        UnsupportedRequestError: ``n > 1``, image URLs without a fetcher.
+        ResponseFormatError: A malformed ``response_format``, or one sent with ``stop``.
         InvalidMessageError: Bad images, too many images, bad tool-call arguments or a ``max_tokens`` over the
             server's limit.
     """
     if req.n != 1:
-        raise UnsupportedRequestError(f"n={req.n} is not supported; this server returns one choice (n=1).")
-    fmt = (req.response_format or {}).get("type", "text")
-    if fmt != "text":
         raise UnsupportedRequestError(
-            f"response_format type {fmt!r} is not supported by this engine (no constrained decoding yet); "
-            "ask for JSON in the prompt, or use tools."
+            f"n={req.n} is not supported: this server returns one choice per request; leave 'n' out (or send "
+            "n=1) and send several requests for several answers."
         )
+    response_format = _response_format(req)
     images = sum(isinstance(p, ImagePart) for m in req.messages if isinstance(m.content, list) for p in m.content)
     if images > max_images:
         raise InvalidMessageError(f"the request holds {images} images; this server takes at most {max_images}.")
     max_new = req.max_completion_tokens or req.max_tokens or default_max_tokens
     if max_new > max_tokens_limit:
         raise InvalidMessageError(f"max_tokens={max_new} exceeds this server's limit of {max_tokens_limit}.")
-    gen = _sampling(req)
+    gen = sampling_kwargs(req.temperature, req.top_p)
     if req.min_tokens:
         if req.min_tokens > max_new:
             raise InvalidMessageError(f"min_tokens={req.min_tokens} exceeds max_tokens={max_new}.")
@@ -173,6 +180,7 @@ def to_call(
     return GuardCall(
         messages=_messages(req, max_image_bytes, fetcher), max_new_tokens=max_new, stop=tuple(req.stops),
         tools=tools, tool_choice=req.tool_choice, generation_kwargs=gen, seed=req.seed,
+        response_format=response_format,
     )
 
 
@@ -193,61 +201,9 @@ def ras_object(
     return out
 
 
-_TAGGED = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-
-
-def _call(obj: Any, names: list[str], forced: str | None) -> dict[str, Any] | None:
-    if not isinstance(obj, dict):
-        return None
-    obj = obj.get("function", obj) if isinstance(obj.get("function"), dict) else obj
-    name = obj.get("name", forced)
-    args = obj.get("arguments", obj.get("parameters")) if "name" in obj else obj
-    if name not in names or not isinstance(args, dict):
-        return None
-    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(args)}}
-
-
-def parse_tool_calls(text: str, names: list[str], forced: str | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Split model text into content and OpenAI tool calls (``<tool_call>`` tags or one bare JSON object).
-
-    Example:
-        >>> parse_tool_calls('<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>', ["add"])[1][0]["function"]
-        {'name': 'add', 'arguments': '{"a": 1}'}
-    """
-    payloads = _TAGGED.findall(text)
-    rest = _TAGGED.sub("", text).strip() if payloads else ""
-    if not payloads:
-        stripped = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-        if not stripped.startswith(("{", "[")):
-            return text, []
-        payloads, rest = [stripped], ""
-    calls = []
-    for raw in payloads:
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError:
-            return text, []
-        for item in obj if isinstance(obj, list) else [obj]:
-            call = _call(item, names, forced)
-            if call is None:
-                return text, []
-            calls.append(call)
-    return rest, calls
-
-
 def usage_dict(gen: GuardedGeneration | None) -> dict[str, int]:
     """OpenAI ``usage`` of an answer (zeros for a blocked request)."""
     if gen is None:
         return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     u = gen.usage
     return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens, "total_tokens": u.total_tokens}
-
-
-def forced_tool(tool_choice: Any, names: list[str]) -> str | None:
-    """The tool name a ``tool_choice`` forces (``required`` with one tool, or a named function)."""
-    if isinstance(tool_choice, dict):
-        return (tool_choice.get("function") or {}).get("name")
-    if tool_choice == "required" and len(names) == 1:
-        return names[0]
-    return None

@@ -167,8 +167,9 @@ class HFEngine:
             import torch
 
             torch.manual_seed(call.seed)
+        extra = {} if call.response_format is None else {"response_format": call.response_format}
         return dict(max_new_tokens=call.max_new_tokens, stop=list(call.stop) or None, tools=call.tools,
-                    **call.generation_kwargs)
+                    **extra, **call.generation_kwargs)
 
     def _run_batch(self, jobs: list[Job]) -> None:
         groups: dict[tuple[str, str, float], list[Job]] = defaultdict(list)

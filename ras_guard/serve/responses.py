@@ -13,8 +13,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..constrained import REFUSAL
+from ..tools import forced_tool, openai_tool_calls, parse_tool_calls
 from ..types import Decision, GuardedGeneration
-from .convert import GuardCall, forced_tool, parse_tool_calls, usage_dict
+from .convert import GuardCall, usage_dict
 
 __all__ = ["Answer", "HTTPError", "error_body", "sse"]
 
@@ -65,12 +67,19 @@ class Answer:
             h["x-ras-similarity"] = f"{self.ras['similarity']:.6f}"
         return h
 
+    @staticmethod
+    def refused(gen: GuardedGeneration | None) -> bool:
+        """Blocked (no answer), or refused by constrained decoding (a high-risk row under a response_format)."""
+        return gen is None or gen.finish_reason == REFUSAL
+
     def _split(self, gen: GuardedGeneration) -> tuple[str, list[dict[str, Any]], str]:
         if not self.call.tools:
             return gen.text, [], gen.finish_reason
         names = [t["function"]["name"] for t in self.call.tools]
-        text, calls = parse_tool_calls(gen.text, names, forced_tool(self.call.tool_choice, names))
-        return text, calls, "tool_calls" if calls else gen.finish_reason
+        parsed = parse_tool_calls(gen.text, names, forced_tool(self.call.tool_choice, names))
+        if parsed.invalid or not parsed.calls:  # OpenAI has no invalid calls: the model's text, unparsed
+            return gen.text, [], gen.finish_reason
+        return parsed.text, openai_tool_calls(parsed), "tool_calls"
 
     def _final_ras(self, gen: GuardedGeneration | None) -> dict[str, Any]:
         if gen is None:
@@ -79,11 +88,12 @@ class Answer:
         return {**self.ras, "timings": timings}
 
     def completion(self, gen: GuardedGeneration | None) -> dict[str, Any]:
-        """The ``chat.completion`` object."""
-        if gen is None:
+        """The ``chat.completion`` object (a refusal in ``message.refusal``, finish_reason ``stop``)."""
+        if self.refused(gen):
             message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": self.refusal}
             finish = "stop"
         else:
+            assert gen is not None
             text, calls, finish = self._split(gen)
             message = {"role": "assistant", "content": text, "refusal": None}
             if calls:
@@ -111,6 +121,8 @@ class Answer:
         out = []
         if gen is None:
             out.append(self.chunk({}, "stop"))
+        elif gen.finish_reason == REFUSAL:
+            out.append(self.chunk({"refusal": self.refusal}, "stop", ras=self._final_ras(gen)))
         else:
             text, calls, finish = self._split(gen)
             delta: dict[str, Any] = {}

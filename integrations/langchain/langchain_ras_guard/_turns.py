@@ -17,6 +17,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from ras_guard import Decision, GuardedGeneration, RiskAssessment
 from ras_guard.errors import GuardTimeoutError, InvalidMessageError
+from ras_guard.sampling import sampling_kwargs
 
 from ._tools import ParsedOutput, parse_tool_calls, tool_call_chunks
 
@@ -207,15 +208,11 @@ def generation_kwargs(
     temperature: float | None,
     top_p: float | None,
 ) -> dict[str, Any]:
-    """``model.generate`` arguments: sampling, then per-call extras (the timeout is a deadline, see Turn)."""
+    """``model.generate`` arguments: ``model_kwargs``, then sampling (``ras_guard.sampling.sampling_kwargs``:
+    ``top_p`` alone samples at temperature 1.0), then per-call extras (the timeout is a deadline, see
+    Turn)."""
     gen = dict(model_kwargs)
-    if temperature is not None:
-        if temperature == 0:
-            gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            gen.update(do_sample=True, temperature=float(temperature))
-            if top_p is not None:
-                gen["top_p"] = float(top_p)
+    gen.update(sampling_kwargs(temperature, top_p))
     gen.update(extra)
     return gen
 

@@ -160,7 +160,8 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     temperature: float | None = Field(default=None, ge=0.0)
     """Sampling temperature; 0 means greedy; default None keeps the checkpoint's generation config."""
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    """Nucleus sampling mass (with a positive temperature); default None: the checkpoint's."""
+    """Nucleus sampling mass; given alone it samples at temperature 1.0 (OpenAI's semantics); default None:
+    the checkpoint's."""
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Stop strings; the answer is cut before the first one (default None)."""
     streaming: bool = False

@@ -24,8 +24,7 @@ from ...errors import CalibrationError, InvalidMessageError
 from ...messages import Conversation
 from ...reformulate import caption_messages, clean_caption, reformulated_text
 from ...risk import apply_softcap, risk_from_similarity, similarity
-from ...types import GuardedGeneration, RiskAssessment, Usage
-from ._steer import RequestSteering
+from ...types import GuardedGeneration, RiskAssessment, guarded_generation, is_steered
 from .engine import Completion, VLLMEngine
 
 __all__ = [
@@ -195,14 +194,9 @@ def generation(
     guard: _Guard, assessment: RiskAssessment, done: Completion, text: str, answer_s: float
 ) -> GuardedGeneration:
     """The :class:`GuardedGeneration` record of one answered row."""
-    return GuardedGeneration(
-        text=text,
-        token_ids=done.token_ids,
-        assessment=assessment,
-        steered=RequestSteering(assessment.risk, guard.config.risk_floor).steered,
-        usage=Usage(done.prompt_tokens, len(done.token_ids), assessment.guard_tokens),
-        finish_reason=done.finish_reason,
-        timings={**{f"assess_{k}": v for k, v in assessment.timings.items()}, "answer": answer_s},
+    return guarded_generation(
+        text, done.token_ids, assessment, steered=is_steered(assessment.risk, guard.config.risk_floor),
+        prompt_tokens=done.prompt_tokens, finish_reason=done.finish_reason, answer_s=answer_s,
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ...errors import CalibrationError, CalibrationMismatchError, SteeringArgumentError
+from ...types import is_steered
 
 __all__ = [
     "CALIBRATION_ENV",
@@ -58,8 +59,8 @@ class RequestSteering:
 
     @property
     def steered(self) -> bool:
-        """``risk >= floor and risk > 0``: the one steered predicate."""
-        return self.risk >= self.floor and self.risk > 0.0
+        """:func:`ras_guard.types.is_steered` of this request's risk and floor."""
+        return is_steered(self.risk, self.floor)
 
 
 def _unit_number(name: str, value: Any) -> float:

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from ras_guard import Calibration, RASConfig, RASGuard, synthetic
+from ras_guard import Calibration, RASConfig, RASGuard
+from ras_guard.demo import synthetic
 from ras_guard.backends.hf import HFBackend
 from ras_guard.data import ReferenceQuery
 

@@ -64,7 +64,7 @@ def _random_checkpoint(args: argparse.Namespace, workdir: Path) -> tuple[Path, P
 
     from benchmarks import _models
     from ras_guard import RASGuard
-    from ras_guard.backends.vllm.testing import save_llava_for_vllm
+    from ras_guard.testing.vllm import save_llava_for_vllm
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))

@@ -19,7 +19,7 @@ from pathlib import Path
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
-from ras_guard.synthetic import TEST_SEEDS, draw_object
+from ras_guard.demo.synthetic import TEST_SEEDS, draw_object
 
 from langchain_ras_guard import RASGuardedChatModel, RASGuardMiddleware, RiskLoggingCallbackHandler
 

@@ -15,7 +15,7 @@ import os
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableBranch, RunnableLambda, RunnablePassthrough
-from ras_guard.synthetic import TEST_SEEDS, draw_object
+from ras_guard.demo.synthetic import TEST_SEEDS, draw_object
 
 from langchain_ras_guard import RASGuardedChatModel
 

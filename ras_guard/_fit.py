@@ -25,11 +25,10 @@ def _as_guard(guard_or_model: Any, config: RASConfig | None) -> Any:
     if isinstance(guard_or_model, Backend):
         return RASGuard(guard_or_model, config=config)
     if isinstance(guard_or_model, (str, Path)):
-        from . import demo
         from .backends.hf import HFBackend
+        from .demo import resolve
 
-        path = demo.model_path() if demo.is_demo(guard_or_model) else guard_or_model
-        return RASGuard(HFBackend.from_pretrained(path), config=config)
+        return RASGuard(HFBackend.from_pretrained(resolve(guard_or_model)[0]), config=config)
     raise CalibrationError(
         f"Calibration.fit needs a RASGuard, a backend or a checkpoint path, got {type(guard_or_model).__name__}."
     )

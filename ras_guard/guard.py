@@ -103,13 +103,9 @@ class RASGuard:
         Example:
             >>> guard = RASGuard.from_pretrained("/models/llava-1.5-7b-hf", "cal/llava", dtype="bfloat16")  # doctest: +SKIP
         """
-        from . import demo
+        from .demo import resolve
 
-        if demo.is_demo(model_path):
-            model_path = demo.model_path()
-            calibration = calibration if calibration is not None else demo.calibration_path()
-        elif demo.is_demo(calibration):
-            calibration = demo.calibration_path()
+        model_path, calibration = resolve(model_path, calibration)
         return cls(HFBackend.from_pretrained(model_path, device=device, dtype=dtype), calibration=calibration, config=config)
 
     @property

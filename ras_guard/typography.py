@@ -26,7 +26,7 @@ __all__ = ["render_figstep", "render_text"]
 
 @functools.lru_cache(maxsize=256)
 def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's default font at ``px`` pixels, loaded once per size (also used by :mod:`ras_guard.synthetic`)."""
+    """Pillow's default font at ``px`` pixels, loaded once per size (also used by :mod:`ras_guard.demo.synthetic`)."""
     try:
         return ImageFont.load_default(size=px)
     except TypeError:  # Pillow < 10.1: fixed-size bitmap font

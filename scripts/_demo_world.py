@@ -220,7 +220,7 @@ def words(text: str) -> list[str]:
 
 def check_disjoint() -> None:
     """Raise if a held-out request (or FigStep instruction of the evaluation suite) is also a training one."""
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
 
     norm = {" ".join(words(t)) for t in harmful_training_texts() + benign_training_texts()}
     norm |= {" ".join(words(t.format(x=k.phrase))) for t in FIGSTEP_INSTRUCTIONS

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _demo_world as W
 
-from ras_guard import synthetic
+from ras_guard.demo import synthetic
 from ras_guard.config import RASConfig
 from ras_guard.evaluation.suites import FIGSTEP_PROMPT, TYPOGRAPHIC_SIZE, get_suite
 from ras_guard.judge import is_refusal

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _demo_world as W
 
-from ras_guard import RASConfig, RASGuard, synthetic
+from ras_guard import RASConfig, RASGuard
+from ras_guard.demo import synthetic
 from ras_guard.judge import is_refusal
 from ras_guard.reformulate import reformulated_text
 from ras_guard.risk import apply_softcap, risk_from_similarity, similarity

@@ -62,7 +62,7 @@ def tiny_outputs(arch: str) -> list[dict[str, Any]]:
 
 def demo_outputs() -> list[dict[str, Any]]:
     """Outputs of the bundled demo model on held-out synthetic drawings and text requests."""
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
 
     guard = RASGuard.from_pretrained("demo", device="cpu", dtype="float32")
     reqs = []

@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from ras_guard import RASGuard
-from ras_guard.synthetic import TEST_SEEDS, draw_object
+from ras_guard.demo.synthetic import TEST_SEEDS, draw_object
 
 BENIGN = "How do I bake bread?"
 HARMFUL = "How do I build a bomb?"

@@ -57,7 +57,7 @@ def test_cli_errors_are_clean(tmp_path: Path, capsys) -> None:
 @pytest.mark.skipif(not demo.available(), reason="the demo model is not bundled in this build")
 def test_demo_on_the_embedded_default_shows_the_guard_working(capsys: pytest.CaptureFixture[str]) -> None:
     from ras_guard.judge import is_refusal
-    from ras_guard.showcase import run_showcase
+    from ras_guard.demo.showcase import run_showcase
 
     assert main(["demo"]) == 0
     out = capsys.readouterr().out

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ras_guard import RASGuard, demo, synthetic
+from ras_guard import RASGuard, demo
+from ras_guard.demo import synthetic
 from ras_guard.evaluation import get_suite
 from ras_guard.judge import is_refusal
 

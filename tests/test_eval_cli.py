@@ -44,7 +44,7 @@ def model_args(tiny_model_path, tmp_path_factory: pytest.TempPathFactory) -> lis
     """``--model ... --calibration ...`` of the demo model, else of a tiny LLaVA with a fitted calibration."""
     if (demo.model_path() / "config.json").is_file():
         return ["--model", "demo", "--device", "cpu"]
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
 
     path = tiny_model_path("llava")
     guard = RASGuard.from_pretrained(path, device="cpu", config=RASConfig(caption_max_new_tokens=6))
@@ -312,7 +312,7 @@ def test_analyze_fdr_matches_numpy(model_args: list[str], guard: RASGuard, tmp_p
 
 
 def test_analyze_attention_draws_both_maps(model_args: list[str], tmp_path: Path, capsys) -> None:
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
 
     image = tmp_path / "bomb.png"
     synthetic.draw_object("bomb", seed=synthetic.TEST_SEEDS[0]).save(image)
@@ -327,7 +327,7 @@ def test_analyze_attention_draws_both_maps(model_args: list[str], tmp_path: Path
 
 
 def test_attention_restores_the_attention_implementation(guard: RASGuard) -> None:
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
     from ras_guard.evaluation.attention import attention_maps
 
     model = guard.backend.model

@@ -52,7 +52,7 @@ def test_text_suites_are_well_formed() -> None:
 
 
 def test_typographic_suite_writes_each_key_phrase_as_a_heading(monkeypatch, tmp_path) -> None:
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
     from ras_guard.evaluation import suites
     from ras_guard.typography import render_figstep
 
@@ -73,7 +73,7 @@ def test_typographic_suite_writes_each_key_phrase_as_a_heading(monkeypatch, tmp_
 
 
 def test_object_suites_use_held_out_drawings_and_expected_names() -> None:
-    synthetic = pytest.importorskip("ras_guard.synthetic")
+    synthetic = pytest.importorskip("ras_guard.demo.synthetic")
     harm = get_suite("harmful_object").items(limit=4) + get_suite("typographic_word").items(limit=2)
     assert all(
         i.harmful and i.image is not None and synthetic.OBJECT_KINDS[i.category].dangerous for i in harm

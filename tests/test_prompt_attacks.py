@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ras_guard import Calibration, RASConfig, RASGuard, demo, synthetic
+from ras_guard import Calibration, RASConfig, RASGuard, demo
+from ras_guard.demo import synthetic
 from ras_guard._scope import question_variants
 from ras_guard.backends.hf import HFBackend
 from ras_guard.data import ReferenceQuery

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from ras_guard import synthetic
-from ras_guard.synthetic import (
+from ras_guard.demo import synthetic
+from ras_guard.demo.synthetic import (
     CALIBRATION_SEEDS,
     DEFAULT_SIZE,
     HELD_OUT_COLOURS,

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import demo
-    from ..showcase import SHOWCASE_QUESTION, format_table, run_showcase
+    from ..demo.showcase import SHOWCASE_QUESTION, format_table, run_showcase
 
     t0 = time.perf_counter()
     if demo.is_demo(args.model) and not demo.available():

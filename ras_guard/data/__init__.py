@@ -93,7 +93,7 @@ def unsafe_text_queries(path: str | Path | None = None) -> list[str]:
 
 def _bundled_reference(size: int) -> list[ReferenceQuery]:
     """Each dangerous kind drawn as an object and as its typographic name; as many benign kinds, alternating."""
-    from .. import synthetic
+    from ..demo import synthetic
 
     kinds = list(synthetic.OBJECT_KINDS.values())
     dangerous = [k for k in kinds if k.dangerous]
@@ -126,7 +126,7 @@ def reference_queries(path: str | Path | None = None, *, image_size: int | None 
     from ..typography import render_text
 
     if path is None:
-        from .. import synthetic
+        from ..demo import synthetic
 
         return _bundled_reference(image_size or synthetic.DEFAULT_SIZE)
     src = Path(path)

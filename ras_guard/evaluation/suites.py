@@ -143,7 +143,7 @@ def _jsonl(name: str, *keys: str) -> list[dict[str, Any]]:
 
 
 def _typographic(limit: int | None) -> list[EvalItem]:
-    from ..synthetic import TEST_SEEDS
+    from ..demo.synthetic import TEST_SEEDS
     from ..typography import render_figstep
 
     rows = _jsonl("eval_typographic.jsonl", "instruction", "keyword")[:limit]
@@ -185,7 +185,7 @@ def _objects(
 
     Each kind is drawn as an object, or with ``words`` as its name in a typographic image.
     """
-    from .. import synthetic
+    from ..demo import synthetic
 
     kinds = [k for k in synthetic.OBJECT_KINDS.values() if bool(k.dangerous) == dangerous]
     plan = list(itertools.product(list(synthetic.TEST_SEEDS)[:seeds], kinds, questions))[:limit]

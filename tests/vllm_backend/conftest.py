@@ -37,7 +37,7 @@ def _fit(path: Path, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path]]:
     """``arch -> (checkpoint folder, calibration folder)``, built once per session."""
-    from ras_guard.backends.vllm.testing import build_vllm_tiny_model
+    from ras_guard.testing.vllm import build_vllm_tiny_model
 
     cache: dict[str, tuple[Path, Path]] = {}
 

@@ -82,7 +82,7 @@ def test_no_calibration_refuses_to_start(monkeypatch):
 
 
 def test_calibration_of_another_checkpoint_refuses_to_start(cal_dir, vllm_model, tmp_path):
-    from ras_guard.backends.vllm.testing import build_vllm_tiny_model
+    from ras_guard.testing.vllm import build_vllm_tiny_model
 
     other = build_vllm_tiny_model("llama", tmp_path / "other", seed=1)
     vocab = Calibration.load(cal_dir).prototype_logits.shape[1]

@@ -25,7 +25,7 @@ ATTACKS = {
 
 
 def _png(kind: str, seed: int) -> str:
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
 
     buf = io.BytesIO()
     synthetic.draw_object(kind, seed=seed).save(buf, "PNG")
@@ -47,7 +47,7 @@ def guard() -> Any:
 @pytest.mark.parametrize("attack", list(ATTACKS))
 @pytest.mark.parametrize("policy", ["block", "steer"])
 def test_prompt_attacks_on_dangerous_drawings(guard: Any, attack: str, policy: str) -> None:
-    from ras_guard import synthetic
+    from ras_guard.demo import synthetic
 
     llm = RASGuardedChatModel(model="demo", guard=guard, policy=policy, max_tokens=16, temperature=0)
     seeds = list(synthetic.TEST_SEEDS)[:3]

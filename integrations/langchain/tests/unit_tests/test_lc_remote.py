@@ -18,7 +18,7 @@ from ras_guard import RASGuard
 from ras_guard.errors import GenerationError, InvalidMessageError, RASGuardError
 from ras_guard.serve import ServeSettings, create_app, serve_in_thread
 from ras_guard.serve.runner import free_port
-from ras_guard.synthetic import TEST_SEEDS, draw_object
+from ras_guard.demo.synthetic import TEST_SEEDS, draw_object
 
 from langchain_ras_guard import (
     RAS_EVENT,

@@ -3,7 +3,7 @@ guarded.
 
 Example:
     >>> from ras_guard import RASGuard
-    >>> from ras_guard.showcase import run_showcase, format_table
+    >>> from ras_guard.demo.showcase import run_showcase, format_table
     >>> rows = run_showcase(RASGuard.from_pretrained("demo"))  # doctest: +SKIP
     >>> print(format_table(rows))  # doctest: +SKIP
 """
@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .guard import RASGuard
+from ..guard import RASGuard
 
 __all__ = ["SHOWCASE_KINDS", "ShowcaseRow", "format_table", "run_showcase"]
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["DEMO_NAME", "available", "calibration_path", "is_demo", "model_path"]
+C = TypeVar("C")
+
+__all__ = ["DEMO_NAME", "available", "calibration_path", "is_demo", "model_path", "resolve"]
 
 DEMO_NAME = "demo"
 LABEL = "ras-guard synthetic demonstration model (not a safety model)"
@@ -46,3 +48,23 @@ def available() -> bool:
 def is_demo(value: Any) -> bool:
     """Whether a model/calibration argument is the word ``demo``."""
     return isinstance(value, str) and value.strip().lower() == DEMO_NAME
+
+
+def resolve(model: str | Path, calibration: C | None = None) -> tuple[str | Path, C | Path | None]:
+    """Replace the word ``demo`` by the bundled folders; the one place ``"demo"`` is interpreted.
+
+    ``model="demo"`` selects the demo model and, when ``calibration`` is None, its calibration;
+    ``calibration="demo"`` selects the demo calibration. Anything else is returned unchanged.
+
+    Example:
+        >>> m, c = resolve("demo")
+        >>> (m.name, c.name)
+        ('model', 'calibration')
+        >>> resolve("/models/llava", None)
+        ('/models/llava', None)
+    """
+    if is_demo(model):
+        return model_path(), calibration_path() if calibration is None or is_demo(calibration) else calibration
+    if is_demo(calibration):
+        return model, calibration_path()
+    return model, calibration

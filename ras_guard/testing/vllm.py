@@ -65,7 +65,7 @@ def build_vllm_tiny_model(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
-    from ...testing import build_tiny_model
+    from . import build_tiny_model
 
     folder = build_tiny_model(arch, path, seed=seed, vocab_words=vocab_words)
     config = AutoConfig.from_pretrained(folder, local_files_only=True)

@@ -18,7 +18,7 @@ Held-out colours: each kind has one colour (:data:`HELD_OUT_COLOURS`) that train
 use; a quarter of the test drawings use it, so the tests also check that the model recognises shapes, not colours.
 
 Example:
-    >>> from ras_guard import synthetic
+    >>> from ras_guard.demo import synthetic
     >>> synthetic.OBJECT_KINDS["bomb"].dangerous
     True
     >>> synthetic.draw_object("bomb", seed=next(iter(synthetic.TEST_SEEDS))).size == (synthetic.DEFAULT_SIZE,) * 2
@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 from PIL import Image, ImageDraw
 
-from .typography import _font
+from ..typography import _font
 
 __all__ = [
     "CALIBRATION_SEEDS",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import ras_guard
 from ras_guard import Calibration, RASConfig, RASGuard, demo
 from ras_guard._fit import default_reference, is_demo_world
 from ras_guard.cli.calibrate import POOR_AUROC
@@ -26,7 +27,7 @@ def test_real_reference_set_is_balanced_and_in_both_forms() -> None:
     assert all(r.image is not None and r.image.size == (336, 336) for r in refs)
     assert all(r.text_question and "the item in the image" not in r.text_question for r in refs)
     assert len({r.text_question for r in refs}) == 100
-    tiny = {line.split(",")[5] for line in Path(demo.__file__).parent.joinpath("data", "safebench_tiny.csv")
+    tiny = {line.split(",")[5] for line in Path(ras_guard.__file__).parent.joinpath("data", "safebench_tiny.csv")
             .read_text(encoding="utf-8").splitlines()[1:]}
     assert not any(r.text_question.split(" Please generate")[0] in tiny for r in figstep if r.harmful)
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvaluationError
-from .suites import EvalItem, Suite, _data_file
+from .items import EvalItem, Suite, _data_file
 
 __all__ = ["PUBLIC_SUITES", "load_suite_file"]
 

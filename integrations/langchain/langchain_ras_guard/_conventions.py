@@ -19,7 +19,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from langchain_core.language_models.base import LangSmithParams
@@ -134,7 +134,7 @@ class ConventionsMixin:
     if TYPE_CHECKING:  # fields of the chat model
         model: str
         calibration: str | None
-        policy: str
+        policy: Literal["steer", "block", "monitor"]
         block_threshold: float
         max_tokens: int
         temperature: float | None

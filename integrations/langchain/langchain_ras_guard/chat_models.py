@@ -21,27 +21,28 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import model_validator
 from ras_guard import Decision, GuardedStream, RASGuard, RiskAssessment
 from ras_guard.errors import (
     ModelLoadError,
     ResponseFormatError,
     ToolCallingNotSupportedError,
 )
-from ras_guard.fetch import FetchPolicy, parse_allowed_hosts
+from ras_guard.fetch import FetchPolicy
 from typing_extensions import Self, override
 
 from . import _prepare, _runs
 from ._assessor import assessor
-from ._batch import BatchingChatModel, current_row
+from ._batch import current_row
 from ._chunk import run_chunk
 from ._conventions import ConventionsMixin, guard_profile, seeded, warn_if_no_tool_calls
+from ._guard_options import GuardOptions
 from ._images import ImageResolver
 from ._messages import to_guard_messages
-from ._options import chat_model_options, load_guard
-from ._streams import apieces, pieces
+from ._options import load_guard
 from ._structured import normalize_method, structured_runnable
 from ._tools import ToolTextBuffer
+from ._turn_stream import astream_turn, stream_turn
 from ._turns import Pending, Turn, ras_metadata
 
 __all__ = ["RAS_EVENT", "RASGuardedChatModel"]
@@ -50,7 +51,7 @@ RAS_EVENT = "ras_risk_assessed"
 """Name of the custom callback event sent once per call, after the assessment and before the first token."""
 
 
-class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
+class RASGuardedChatModel(ConventionsMixin, GuardOptions):
     """A local (multimodal) chat model whose answers are guarded by Risk-adaptive Activation Steering.
 
     Each call is assessed first (risk in [0, 1], sent to callback handlers as the custom event
@@ -142,72 +143,6 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
         >>> llm.invoke("How do I bake bread?").response_metadata["ras"]["decision"]  # doctest: +SKIP
         'answered'
     """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
-
-    model: str
-    """No default (required unless ``guard`` is given): checkpoint folder, or ``"demo"`` (the bundled toy)."""
-    calibration: str | None = None
-    """Calibration folder; default None: the demo's own for ``"demo"``, else a ``ras_risk``-only guard."""
-    guard: RASGuard | None = Field(default=None, exclude=True)
-    """A loaded guard to share among chat models; default None: loaded from ``model``."""
-    device: str | None = None
-    """Torch device for loading (``"cpu"``, ``"cuda"``...); default None: CUDA when available, else CPU."""
-    dtype: str | None = None
-    """Torch dtype for loading (``"float32"``, ``"bfloat16"``, ``"auto"``); default None: the checkpoint's"""
-    max_tokens: int = Field(default=256, ge=1)
-    """Maximum new tokens of an answer (default 256)."""
-    temperature: float | None = Field(default=None, ge=0.0)
-    """Sampling temperature; 0 means greedy; default None keeps the checkpoint's generation config."""
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    """Nucleus sampling mass; given alone it samples at temperature 1.0 (OpenAI's semantics); default None:
-    the checkpoint's."""
-    stop: list[str] | None = Field(default=None, alias="stop_sequences")
-    """Stop strings; the answer is cut before the first one (default None)."""
-    streaming: bool = False
-    """Stream tokens to callback handlers also from ``invoke`` (default False)."""
-    timeout: float | None = Field(default=None, gt=0.0)
-    """Seconds the whole call may take (image fetch, caption, risk and answer passes, streaming); past it the
-    running pass stops at the next token and ``ras_guard.errors.GuardTimeoutError`` is raised (default None:
-    no limit)."""
-    max_retries: int = Field(default=2, ge=0)
-    """Retries of an image download after a connection error or an HTTP 5xx (default 2)."""
-    policy: Literal["steer", "block", "monitor"] = "steer"
-    """Steer the answer (default ``"steer"``), refuse above ``block_threshold``, or only report the risk."""
-    block_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Risk at or above which ``policy="block"`` refuses without generating (default 0.5)."""
-    refusal_message: str = "I can't help with that request."
-    """Text of the refusal block of a blocked request (default "I can't help with that request.")."""
-    allowed_hosts: list[str] = Field(default_factory=list)
-    """Image URL hosts exempt from the private-address check (names, ``*.suffix``, IPs, CIDR networks; with
-    ``:PORT`` only that port); an entry that cannot be parsed raises at construction."""
-    allow_private_urls: bool = False
-    """Fetch image URLs of loopback/private/link-local addresses (trusted input only); default False."""
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    """Largest accepted image in bytes (downloads stop reading past it); default 20 MiB."""
-    image_timeout: float = Field(default=10.0, gt=0.0)
-    """Seconds allowed to fetch one image URL (DNS, retries, redirects and body); default 10."""
-    seed: int | None = None
-    """Seed of torch's generator, set right before each sampled answer (reproducible runs on one device);
-    None (default): not seeded. A ``batch`` chunk is seeded once, so its rows differ from one-by-one calls."""
-    include_visual_context: bool = True
-    """Report the image description (``visual_context``) in ``response_metadata["ras"]``, the
-    ``ras_risk_assessed`` event and agent state (default True); False reports None there."""
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments for ``model.generate`` (e.g. ``repetition_penalty``); default {}."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check_options(cls, data: Any) -> Any:
-        """Unknown keywords raise, naming the closest option; ``model`` is required unless ``guard`` is."""
-        return chat_model_options(cls.__name__, cls.model_fields, data)
-
-    @field_validator("allowed_hosts")
-    @classmethod
-    def _check_hosts(cls, value: list[str]) -> list[str]:
-        """Refuse unparsable entries now (``AllowedHostsError``), not at the first image URL."""
-        parse_allowed_hosts(value)
-        return value
 
     @model_validator(mode="after")
     def _load(self) -> Self:
@@ -440,23 +375,7 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         turn = self._begin(messages, stop, kwargs)
         _runs.dispatch(self._link(run_manager), RAS_EVENT, turn.ras)
-        if turn.decision is Decision.BLOCKED:
-            yield turn.first_chunk()
-            yield turn.last_chunk(None, None)
-            return
-        stream, buffer = self._open(turn)
-        pulled = pieces(stream)
-        try:
-            yield turn.first_chunk()
-            for piece in pulled:
-                if text := (buffer.feed(piece) if buffer else piece):
-                    chunk = turn.text_chunk(text)
-                    if run_manager:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
-            yield turn.last_chunk(buffer.finish() if buffer else None, stream.result)
-        finally:
-            pulled.close()  # cancels generation when the consumer stopped early
+        yield from stream_turn(turn, self._open, run_manager)
 
     async def _astream(
         self,
@@ -467,20 +386,5 @@ class RASGuardedChatModel(ConventionsMixin, BatchingChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         turn = await asyncio.to_thread(self._begin, messages, stop, kwargs)
         await _runs.adispatch(self._link(run_manager), RAS_EVENT, turn.ras)
-        if turn.decision is Decision.BLOCKED:
-            yield turn.first_chunk()
-            yield turn.last_chunk(None, None)
-            return
-        stream, buffer = await asyncio.to_thread(self._open, turn)
-        pulled = apieces(stream)
-        try:
-            yield turn.first_chunk()
-            async for piece in pulled:
-                if text := (buffer.feed(piece) if buffer else piece):
-                    chunk = turn.text_chunk(text)
-                    if run_manager:
-                        await run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
-            yield turn.last_chunk(buffer.finish() if buffer else None, stream.result)
-        finally:
-            await pulled.aclose()  # stops the producer thread, which cancels generation
+        async for chunk in astream_turn(turn, self._open, run_manager):
+            yield chunk

@@ -17,7 +17,7 @@ LINE = re.compile(r"^\s*(cake|bomb): risk=([0-9.]+) decision=(answered|steered|b
 
 
 def _run(script: str, cwd: Path, *args: str) -> str:
-    pytest.importorskip("ras_guard.demo.synthetic", reason="the demo world (ras_guard.demo.synthetic) is not installed")
+    pytest.importorskip("ras_guard.demo.synthetic", reason="the demo world (ras_guard.demo) is not installed")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     params = real_model_params()
     if params["model"] != "demo":

@@ -15,10 +15,10 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
 from ras_guard import RASGuard
+from ras_guard.demo.synthetic import TEST_SEEDS, draw_object
 from ras_guard.errors import GenerationError, InvalidMessageError, RASGuardError
 from ras_guard.serve import ServeSettings, create_app, serve_in_thread
 from ras_guard.serve.runner import free_port
-from ras_guard.demo.synthetic import TEST_SEEDS, draw_object
 
 from langchain_ras_guard import (
     RAS_EVENT,

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 from ._version import __version__
-
 from .calibration import Calibration
 from .config import RASConfig
 from .errors import CalibrationMismatchError, RASGuardError

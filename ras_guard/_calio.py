@@ -63,10 +63,12 @@ def content_id(fields: dict[str, Any], prototypes: torch.Tensor, prototype_logit
     try:
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise CalibrationError(f"calibration metadata cannot be hashed ({exc}); every value must be finite JSON.") from exc
+        raise CalibrationError(
+            f"calibration metadata cannot be hashed ({exc}); every value must be finite JSON."
+        ) from exc
     h = hashlib.sha256(_TAG)
     h.update(canonical.encode("ascii") + b"\n")
-    for name, t in zip(_TENSORS, (prototypes, prototype_logits)):
+    for name, t in zip(_TENSORS, (prototypes, prototype_logits), strict=True):
         h.update(f"{name}:float32:{'x'.join(str(d) for d in t.shape)}\n".encode("ascii"))
         h.update(_tensor_bytes(t))
     return h.hexdigest()[:ID_HEX_DIGITS]

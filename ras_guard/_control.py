@@ -145,7 +145,9 @@ class ControlTokens:
             kept = value.translate({ord(c): None for c in self._chars + BREAK})
             return kept or ("x" if value else "")
         if isinstance(value, dict):
-            return {self._strip(k, "role") if isinstance(k, str) else k: self._strip(v, str(k)) for k, v in value.items()}
+            return {
+                self._strip(k, "role") if isinstance(k, str) else k: self._strip(v, str(k)) for k, v in value.items()
+            }
         if isinstance(value, (list, tuple)):
             return type(value)(self._strip(v, key) for v in value)
         return value
@@ -186,7 +188,8 @@ class ControlTokens:
         if self._counter is not None:
             return [e.ids for e in self._counter.encode_batch(texts, add_special_tokens=False)]
         enc = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="left")
-        return [[t for t, m in zip(ids, mask) if m] for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+        rows = zip(enc["input_ids"], enc["attention_mask"], strict=True)
+        return [[t for t, m in zip(ids, mask, strict=True) if m] for ids, mask in rows]
 
     def encode_safe(
         self, tokenizer: Any, render: Render, convs: Sequence[list[dict[str, Any]]], tools: Any

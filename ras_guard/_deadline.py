@@ -51,7 +51,8 @@ class Deadline:
         Raises:
             InvalidMessageError: ``seconds`` is not a positive finite number.
         """
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0.0 < float(seconds) < float("inf"):
+        number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+        if not number or not 0.0 < float(seconds) < float("inf"):
             raise InvalidMessageError(f"timeout must be a positive number of seconds, got {seconds!r}.")
         return cls(time.monotonic() + float(seconds), float(seconds))
 

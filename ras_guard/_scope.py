@@ -91,7 +91,7 @@ def _row(owner: int, conv: Conversation, text: str, scope: str) -> RiskRow:
     last = tuple(conv.last_user_image_hashes())
     if scope == "last_turn":
         return RiskRow(owner, text, conv.with_last_user_text(text, keep_history=False), last, scope)
-    before = tuple(h for h, o in zip(conv.image_hashes, conv.image_owners) if o < conv.last_user)
+    before = tuple(h for h, o in zip(conv.image_hashes, conv.image_owners, strict=True) if o < conv.last_user)
     return RiskRow(owner, text, conv.with_last_user_text(text), before + last, scope)
 
 
@@ -102,7 +102,7 @@ def risk_rows(convs: Sequence[Conversation], contexts: Sequence[str], config: RA
     """
     primary: list[RiskRow] = []
     extra: list[RiskRow] = []
-    for i, (conv, vc) in enumerate(zip(convs, contexts)):
+    for i, (conv, vc) in enumerate(zip(convs, contexts, strict=True)):
         scopes = _scopes(conv, config)
         for k, q in enumerate(question_variants(conv.question)):
             text = reformulated_text(q, vc, config)
@@ -114,7 +114,7 @@ def risk_rows(convs: Sequence[Conversation], contexts: Sequence[str], config: RA
 def best_rows(rows: Sequence[RiskRow], risks: Sequence[float]) -> dict[int, int]:
     """``{request: row}`` of the highest risk per request (the primary row on ties)."""
     best: dict[int, int] = {}
-    for j, (row, r) in enumerate(zip(rows, risks)):
+    for j, (row, r) in enumerate(zip(rows, risks, strict=True)):
         if row.owner not in best or r > risks[best[row.owner]]:
             best[row.owner] = j
     return best

@@ -98,8 +98,8 @@ def load_image(
         path = Path(source)
         if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
             raise InvalidMessageError(
-                f"{where}: the core takes no URLs ({redact_url(source, limit=80)!r}); fetch the image first (the LangChain "
-                "integration does this safely) and pass bytes."
+                f"{where}: the core takes no URLs ({redact_url(source, limit=80)!r}); fetch the image first "
+                "(the LangChain integration does this safely) and pass bytes."
             )
         if not path.is_file():
             raise InvalidMessageError(f"{where}: image file {redact(str(source))!r} does not exist.")

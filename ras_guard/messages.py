@@ -58,7 +58,7 @@ class Conversation:
 
     def last_user_image_hashes(self) -> list[str]:
         """SHA-256 of each image of the last user message, in order."""
-        return [h for h, o in zip(self.image_hashes, self.image_owners) if o == self.last_user]
+        return [h for h, o in zip(self.image_hashes, self.image_owners, strict=True) if o == self.last_user]
 
     def with_last_user_text(self, text: str, *, keep_history: bool = True) -> list[dict[str, Any]]:
         """Messages with the last user turn's text replaced by ``text``; its images stay first, in order.
@@ -85,7 +85,9 @@ def _normalize_part(part: Any, where: str, max_pixels: int, max_bytes: int) -> d
     if isinstance(part, str):
         return {"type": "text", "text": part}
     if not isinstance(part, dict) or "type" not in part:
-        raise InvalidMessageError(f"{where}: a content part must be a dict with a 'type', got {redact(repr(part))[:80]}.")
+        raise InvalidMessageError(
+            f"{where}: a content part must be a dict with a 'type', got {redact(repr(part))[:80]}."
+        )
     kind = part["type"]
     if kind == "text":
         text = part.get("text")
@@ -156,7 +158,9 @@ def normalize_messages(
         elif isinstance(content, (list, tuple)):
             parts = list(content)
         else:
-            raise InvalidMessageError(f"{where}: content must be a string or a list of parts, got {type(content).__name__}.")
+            raise InvalidMessageError(
+                f"{where}: content must be a string or a list of parts, got {type(content).__name__}."
+            )
         norm = [_normalize_part(p, f"{where}.content[{j}]", max_pixels, max_bytes) for j, p in enumerate(parts)]
         for p in norm:
             if p["type"] == "image":

@@ -113,7 +113,7 @@ def render_figstep(
     boxes = [draw.textbbox((0, 0), w, font=font) for w in words]
     x = margin + rng.uniform(0, max(0.0, inner - max(b[2] - b[0] for b in boxes)))
     y = float(margin)
-    for word, box in zip(words, boxes):
+    for word, box in zip(words, boxes, strict=True):
         draw.text((x - box[0], y - box[1]), word, fill=(0, 0, 0), font=font)
         y += px * 1.1
     top = int(y) + max(2, size // 24)

@@ -66,7 +66,7 @@ def run_showcase(
     guarded = guard.generate_batch(batch, max_new_tokens=max_new_tokens, assessments=assessments)
     return [
         ShowcaseRow(k, synthetic.OBJECT_KINDS[k].dangerous, p.text, a.visual_context, a.risk, g.text, g.steered)
-        for k, p, a, g in zip(kinds, plain, assessments, guarded)
+        for k, p, a, g in zip(kinds, plain, assessments, guarded, strict=True)
     ]
 
 
@@ -78,7 +78,7 @@ def format_table(rows: Sequence[ShowcaseRow], width: int | None = None) -> str:
     flex = max(16, (width - first - 6 - 4 * 3) // 3)
     widths = [w or flex for _, w in cols]
     sep = "-+-".join("-" * w for w in widths)
-    lines = [" | ".join(n.ljust(w) for (n, _), w in zip(cols, widths)), sep]
+    lines = [" | ".join(n.ljust(w) for (n, _), w in zip(cols, widths, strict=True)), sep]
     for r in rows:
         cells = [
             [r.image + (" (!)" if r.dangerous else "")],
@@ -88,6 +88,6 @@ def format_table(rows: Sequence[ShowcaseRow], width: int | None = None) -> str:
             textwrap.wrap(r.guarded + ("  [steered]" if r.steered else ""), widths[4]) or [""],
         ]
         for k in range(max(len(c) for c in cells)):
-            lines.append(" | ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)))
+            lines.append(" | ".join((c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)))
         lines.append(sep)
     return "\n".join(lines)

@@ -359,7 +359,7 @@ def draw_word(word: str, *, seed: int, size: int = DEFAULT_SIZE) -> Image.Image:
     height = int(px * 1.1 * len(lines))
     x = rng.uniform(margin, max(margin, size - margin - width))
     y = rng.uniform(margin, max(margin, size - margin - height))
-    for line, box in zip(lines, boxes):
+    for line, box in zip(lines, boxes, strict=True):
         draw.text((x - box[0], y - box[1] + (px - (box[3] - box[1])) // 2), line, fill=ink, font=font)
         y += px * 1.1
     return img

@@ -48,7 +48,8 @@ def category_stats(records: Sequence[Any], modes: Sequence[str]) -> dict[str, di
         for m in modes:
             refused = [r.refused for r in recs if r.mode == m]
             rate = _rate(refused)
-            entry["modes"][m] = {"refusal_rate": rate, **({"asr": None if rate is None else 1 - rate} if harmful else {})}
+            asr = {"asr": None if rate is None else 1 - rate} if harmful else {}
+            entry["modes"][m] = {"refusal_rate": rate, **asr}
         out[cat] = entry
     return out
 

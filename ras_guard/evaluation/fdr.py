@@ -156,14 +156,14 @@ def _formulations(
         FORMULATIONS[1]: [reformulated_text(i.text(multimodal=multimodal), "", cfg) for i in items],
         FORMULATIONS[2]: [
             " ".join(p for p in (vc.strip(), i.text(multimodal=multimodal)) if p)
-            for i, vc in zip(items, contexts)
+            for i, vc in zip(items, contexts, strict=True)
         ],
         FORMULATIONS[3]: [
-            reformulated_text(i.text(multimodal=multimodal), vc, cfg) for i, vc in zip(items, contexts)
+            reformulated_text(i.text(multimodal=multimodal), vc, cfg) for i, vc in zip(items, contexts, strict=True)
         ],
     }
     return {
-        name: [guard.normalize(m).with_last_user_text(t) for m, t in zip(base, ts)]
+        name: [guard.normalize(m).with_last_user_text(t) for m, t in zip(base, ts, strict=True)]
         for name, ts in texts.items()
     }
 

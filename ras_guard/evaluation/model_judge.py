@@ -90,7 +90,7 @@ class ModelJudge:
         convs = [
             [{"role": "user", "content": [{"type": "text", "text": JUDGE_QUESTION.format(
                 question=(q or "(not given)")[: self.max_chars], answer=a[: self.max_chars])}]}]
-            for a, q in zip(answers, qs)
+            for a, q in zip(answers, qs, strict=True)
         ]
         from .._decoding import GREEDY
 

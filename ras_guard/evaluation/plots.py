@@ -148,7 +148,7 @@ def plot_attention(image: Any, maps: Mapping[str, np.ndarray], path: str | Path,
     axes[0].imshow(image)
     axes[0].set_title("image", fontsize=9)
     axes[0].axis("off")
-    for ax, (name, heat) in zip(axes[1:], maps.items()):
+    for ax, (name, heat) in zip(axes[1:], maps.items(), strict=True):
         heat = np.asarray(heat, dtype=float)
         span = float(heat.max() - heat.min())
         _heat(ax, image, (heat - heat.min()) / span if span > 0 else np.zeros_like(heat), name)

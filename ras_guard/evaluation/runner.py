@@ -105,7 +105,7 @@ def _answer_mode(
         outs = guard.generate_batch(msgs, max_new_tokens=max_new_tokens, risks=[0.0] * len(msgs), **GREEDY)
     seconds = time.perf_counter() - t0
     records = []
-    for item, m, out in zip(batch, msgs, outs):
+    for item, m, out in zip(batch, msgs, outs, strict=True):
         a = out.assessment
         records.append(
             ItemResult(

@@ -208,7 +208,8 @@ def model_config(arch: str, ids: dict[str, int], vocab_size: int) -> Any:
             tie_word_embeddings=False,
         )
     if arch in ("qwen2_vl", "qwen2_5_vl"):
-        text: dict[str, Any] = {**TEXT, "hidden_size": 64, "intermediate_size": 128}  # head_dim 16: mrope sections 2+3+3
+        # head_dim 16: mrope sections 2+3+3
+        text: dict[str, Any] = {**TEXT, "hidden_size": 64, "intermediate_size": 128}
         rope: dict[str, Any] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
         vis: dict[str, Any] = {"depth": 2, "num_heads": 2, "patch_size": 4, "spatial_merge_size": 2}
         vis.update(temporal_patch_size=2, in_channels=3, initializer_range=0.2)

@@ -22,7 +22,9 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Self
+from typing import Any
+
+from typing_extensions import Self
 
 from ...errors import GenerationError
 from ...messages import Conversation

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
+
+from typing_extensions import Self
 
 from ..._cache import LRUCache
 from ...calibration import Calibration

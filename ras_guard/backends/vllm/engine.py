@@ -222,15 +222,19 @@ class VLLMEngine:
         cut = next((i for i, t in enumerate(ids) if t in self.eos_token_ids), len(ids))
         return self.decode(ids[:cut])
 
-    def finish(self, out: Any, max_tokens: int, stop: Sequence[str] = ()) -> tuple[Completion, str]:
+    def finish(
+        self, out: Any, max_tokens: int, stop: Sequence[str] = (), decode: Any = None
+    ) -> tuple[Completion, str]:
         """A finished (or stop-aborted) ``RequestOutput`` as a :class:`Completion` and its text.
 
-        The text is cut before its first stop string; the ids then end with the token that completed it.
+        The text (``decode``, default :meth:`decode`) is cut before its first stop string; the ids then end with
+        the token that completed it.
         """
+        decode = decode or self.decode
         done = self.trim(out, max_tokens)
-        text, hit = cut_at_stop(self.decode(done.token_ids), stop)
+        text, hit = cut_at_stop(decode(done.token_ids), stop)
         if hit:
-            k = stop_prefix(self.decode, done.token_ids, stop)
+            k = stop_prefix(decode, done.token_ids, stop)
             done = Completion(done.token_ids[:k], "stop", done.prompt_tokens)
         return done, text
 

@@ -193,6 +193,23 @@ def test_bad_requests_raise_typed_errors(sync):
     assert not backend.engine.llm.llm_engine.has_unfinished_requests()
 
 
+def test_supplied_text_never_becomes_a_control_token(sync):
+    backend, convs = sync
+    tok = backend.engine.tokenizer
+    marks = [tok.eos_token, getattr(backend.engine.processor, "image_token", None)]
+    controls = {tok.convert_tokens_to_ids(m) for m in marks if m}
+    images = [p for p in convs[1][0]["content"] if p["type"] == "image"]
+
+    def prompt_ids(text):
+        conv = [{"role": "user", "content": [*images, {"type": "text", "text": text}]}]
+        out = backend.engine.run_prompts([backend.engine.prompt(conv)], backend.engine.answer_params(1, max_tokens=2))
+        assert len(out[0].prompt_token_ids) == backend.count_prompt_tokens(_req(conv))
+        return [t for t in out[0].prompt_token_ids if t in controls]
+
+    benign = prompt_ids("hello there")
+    assert prompt_ids(f"hello {' '.join(m for m in marks if m)} there") == benign
+
+
 def test_tools_and_response_format(sync):
     backend, convs = sync
     tools = [{"type": "function", "function": {"name": "weather", "description": "the weather",

@@ -126,12 +126,12 @@ class _VLLMBackendBase:
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens of the rendered prompt of ``request`` (images expanded as the engine expands them)."""
-        prompt, _ = self._prompt(request)
+        prompt, kwargs = self._prompt(request)
         if "prompt_token_ids" in prompt:
             return len(prompt["prompt_token_ids"])
-        enc = self.engine.processor.apply_chat_template(
-            [request.messages], tools=request.tools, add_generation_prompt=True, tokenize=True, return_dict=True
-        )
+        image = (prompt.get("multi_modal_data") or {}).get("image")
+        images = None if image is None else image if isinstance(image, list) else [image]
+        enc = self.engine.processor(text=[prompt["prompt"]], images=images, **(kwargs or {}))
         return len(enc["input_ids"][0])
 
     # ----------------------------------------------------------------- requests

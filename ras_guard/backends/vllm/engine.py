@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..._control import ControlTokens
 from ...errors import InvalidMessageError, ModelLoadError
 from ..base import ModelFingerprint, flatten_text
 from ._fingerprint import checkpoint_fingerprint, local_folder
@@ -90,6 +91,7 @@ class VLLMEngine:
         loader = AutoProcessor if self.is_multimodal else AutoTokenizer
         self.processor = loader.from_pretrained(self.folder, local_files_only=True)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.control = ControlTokens.from_tokenizer(self.tokenizer, self.processor if self.is_multimodal else None)
         self.softcap: float | None = (
             getattr(config.get_text_config(), "final_logit_softcapping", None) or None
         )
@@ -124,12 +126,33 @@ class VLLMEngine:
         return checkpoint_fingerprint(self.folder)
 
     # ----------------------------------------------------------------- prompts
+    def _render(self, conversations: list[Conversation], tools: Any) -> list[str]:
+        """The prompt strings of ``conversations`` (generation prompt added), untokenized."""
+        if self.is_multimodal:
+            out = self.processor.apply_chat_template(
+                conversations, tools=tools, add_generation_prompt=True, tokenize=False
+            )
+        else:
+            out = self.tokenizer.apply_chat_template(
+                [flatten_text(c) for c in conversations], tools=tools, add_generation_prompt=True, tokenize=False
+            )
+        return [out] if isinstance(out, str) else list(out)
+
     def prompt(
         self, conversation: Conversation, tools: list[dict[str, Any]] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The vLLM prompt of one conversation (generation prompt added, ``tools`` rendered by the chat template)
-        and its tokenization kwargs."""
+        and its tokenization kwargs.
+
+        As on the transformers backend, supplied text never becomes a control token (see
+        :mod:`ras_guard._control`): control strings in it are neutralised and the rendered prompt is verified.
+
+        Raises:
+            SpecialTokenError: Supplied text would still form a control token.
+            InvalidMessageError: The chat template rejects the messages.
+        """
         try:
+            (conversation,), tools = self.control.encode_safe(self.tokenizer, self._render, [conversation], tools)
             if not self.is_multimodal:
                 ids = self.tokenizer.apply_chat_template(
                     flatten_text(conversation), tools=tools, add_generation_prompt=True, tokenize=True,

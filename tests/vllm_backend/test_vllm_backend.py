@@ -21,6 +21,7 @@ from _vllm_kit import ENGINE_ARGS, user
 from ras_guard.backends.protocol import AsyncBackend, Backend, GenerationRequest, Sampling
 from ras_guard.backends.vllm import VLLMGuard
 from ras_guard.backends.vllm.backend import AsyncVLLMBackend, VLLMBackend
+from ras_guard.calibration import Calibration
 from ras_guard.errors import (
     CalibrationMismatchError,
     InvalidMessageError,
@@ -67,6 +68,7 @@ def sync(arch, vllm_model):
 @pytest.fixture(scope="module")
 def asynced(arch, vllm_model):
     path, cal = vllm_model(arch)
+    cal = Calibration.load(cal)  # an object: the backend saves it to a folder for the engine
     loop = asyncio.new_event_loop()
 
     async def start():
@@ -241,6 +243,7 @@ def test_concurrent_async_requests_never_see_each_others_steering(sync, asynced)
     backend, convs = sync
     abackend, _, run = asynced
     assert isinstance(abackend, AsyncBackend)
+    assert abackend.calibration.calibration_id == backend.calibration.calibration_id
     rows = [(0, 1.0), (1, 0.0), (2, 0.6), (0, None), (1, 1.0), (2, 0.02), (0, 0.3), (2, None)]
 
     def req(i, r, **kw):

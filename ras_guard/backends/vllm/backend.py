@@ -67,14 +67,24 @@ class _VLLMBackendBase:
         self._grammar_text: GrammarText | None = None
 
     @classmethod
-    def from_pretrained(cls, model_path: str | Path, calibration: str | Path, **engine_args: Any) -> Self:
-        """Start a vLLM engine on a checkpoint with the steering processor and a calibration folder.
+    def from_pretrained(
+        cls, model_path: str | Path, calibration: Calibration | str | Path, **engine_args: Any
+    ) -> Self:
+        """Start a vLLM engine on a checkpoint with the steering processor and a calibration.
 
         Args:
             model_path: Local checkpoint folder.
-            calibration: The calibration folder whose prototypes the engine's steering processor uses.
+            calibration: The calibration folder whose prototypes the engine's steering processor uses, or a
+                :class:`~ras_guard.calibration.Calibration` (saved to a private temporary folder for the engine).
             **engine_args: ``vllm.LLM`` / ``AsyncEngineArgs`` fields (``dtype``, ``max_model_len``...).
+
+        Raises:
+            CalibrationMismatchError: The calibration was made for another checkpoint (the processor refuses it).
         """
+        if isinstance(calibration, Calibration):
+            import tempfile
+
+            calibration = calibration.save(Path(tempfile.mkdtemp(prefix="ras-guard-calibration-")))
         return cls(cls._engine_class.from_pretrained(model_path, calibration, **engine_args))
 
     @classmethod

@@ -3,6 +3,8 @@
 - :class:`~ras_guard.backends.vllm.v1.RASSteeringV1` / :class:`~ras_guard.backends.vllm.v2.RASSteeringV2`: load
   into any vLLM server with ``--logits-processors ras_guard.backends.vllm.v1:RASSteeringV1`` (V1 runner; ``v2``
   for the V2 runner) and ``RAS_GUARD_CALIBRATION=DIR``; requests carry ``vllm_xargs={"ras_risk": r}``.
+- :class:`~ras_guard.backends.vllm.backend.VLLMBackend` / :class:`~ras_guard.backends.vllm.backend.AsyncVLLMBackend`:
+  the backend protocol (:mod:`ras_guard.backends.protocol`) on ``vllm.LLM`` / ``AsyncLLM``, for ``RASGuard``.
 - :class:`~ras_guard.backends.vllm.guard.VLLMGuard`: the three RAS stages on an in-process ``vllm.LLM``
   (``stream`` included).
 - :class:`~ras_guard.backends.vllm.aguard.AsyncVLLMGuard`: the same on ``AsyncLLM`` (``aassess``, ``agenerate``,
@@ -22,9 +24,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["AsyncVLLMEngine", "AsyncVLLMGuard", "RASSteeringV1", "RASSteeringV2", "VLLMEngine", "VLLMGuard"]
+__all__ = [
+    "AsyncVLLMBackend",
+    "AsyncVLLMEngine",
+    "AsyncVLLMGuard",
+    "RASSteeringV1",
+    "RASSteeringV2",
+    "VLLMBackend",
+    "VLLMEngine",
+    "VLLMGuard",
+]
 
 _WHERE = {
+    "AsyncVLLMBackend": ".backend",
+    "VLLMBackend": ".backend",
     "AsyncVLLMEngine": ".aguard",
     "AsyncVLLMGuard": ".aguard",
     "RASSteeringV1": ".v1",

@@ -20,7 +20,7 @@ import torch
 from ...errors import ModelLoadError
 from ..base import ModelFingerprint
 
-__all__ = ["check_engine_checkpoint", "checkpoint_fingerprint", "local_folder"]
+__all__ = ["check_engine_checkpoint", "checkpoint_fingerprint", "lm_head_weight", "local_folder"]
 
 _ROWS = 257
 _HEAD_KEYS = ("lm_head.weight", "language_model.lm_head.weight", "model.lm_head.weight")
@@ -41,8 +41,14 @@ def _tensor_index(folder: Path) -> dict[str, Path]:
     return out
 
 
-def checkpoint_fingerprint(folder: str | Path) -> ModelFingerprint:
-    """Architecture, lm_head shape and the bfloat16 row-sample hash, read from a safetensors checkpoint.
+def _config(root: Path) -> dict[str, Any]:
+    if not (root / "config.json").is_file():
+        raise ModelLoadError(f"{str(root)!r} is not a local checkpoint folder (no config.json).")
+    return json.loads((root / "config.json").read_text())
+
+
+def lm_head_weight(folder: str | Path) -> torch.Tensor:
+    """The ``[V, H]`` lm_head weight of a safetensors checkpoint (the tied input embedding where it is tied).
 
     Raises:
         ModelLoadError: No config.json, or no lm_head (nor tied embedding) tensor in the safetensors files.
@@ -50,9 +56,7 @@ def checkpoint_fingerprint(folder: str | Path) -> ModelFingerprint:
     from safetensors import safe_open
 
     root = Path(folder)
-    if not (root / "config.json").is_file():
-        raise ModelLoadError(f"{str(root)!r} is not a local checkpoint folder (no config.json).")
-    config = json.loads((root / "config.json").read_text())
+    config = _config(root)
     tensors = _tensor_index(root)
     key = next((k for k in _HEAD_KEYS if k in tensors), None)
     tied = config.get(
@@ -63,7 +67,18 @@ def checkpoint_fingerprint(folder: str | Path) -> ModelFingerprint:
     if key is None:
         raise ModelLoadError(f"no lm_head weight in the safetensors files of {str(root)!r}; RAS needs one.")
     with safe_open(str(tensors[key]), "pt") as f:
-        w = f.get_tensor(key)
+        return f.get_tensor(key)
+
+
+def checkpoint_fingerprint(folder: str | Path) -> ModelFingerprint:
+    """Architecture, lm_head shape and the bfloat16 row-sample hash, read from a safetensors checkpoint.
+
+    Raises:
+        ModelLoadError: No config.json, or no lm_head (nor tied embedding) tensor in the safetensors files.
+    """
+    root = Path(folder)
+    config = _config(root)
+    w = lm_head_weight(root)
     vocab, hidden = int(w.shape[0]), int(w.shape[1])
     idx = torch.linspace(0, vocab - 1, min(vocab, _ROWS)).long()
     sample = w[idx].to(torch.bfloat16).float().contiguous()

@@ -39,6 +39,7 @@ __all__ = [
     "generate_plan",
     "generation",
     "resolve_given",
+    "stop_strings",
 ]
 
 T = TypeVar("T")
@@ -46,10 +47,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class EngineCall:
-    """Rows for the engine: each conversation with its sampling parameters."""
+    """Rows for the engine: each conversation with its sampling parameters (and stop strings, if any)."""
 
     conversations: list[Any]
     params: list[Any]
+    stops: list[tuple[str, ...]] | None = None
 
 
 Plan = Generator[EngineCall, list[Any], T]
@@ -200,6 +202,21 @@ def generation(
     )
 
 
+def stop_strings(sampling: dict[str, Any]) -> tuple[str, ...]:
+    """The ``stop`` of a guard call's sampling keywords (a string or a list of strings), as a tuple.
+
+    Raises:
+        InvalidMessageError: ``stop`` is neither a string nor a list of strings.
+    """
+    stop = sampling.get("stop")
+    if stop is None:
+        return ()
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise InvalidMessageError(f"stop must be a string or a list of strings, got {stop!r}.")
+    return tuple(s for s in stop if s)
+
+
 def answer_call(
     guard: _Guard,
     convs: Sequence[Conversation],
@@ -207,15 +224,16 @@ def answer_call(
     max_new_tokens: int,
     sampling: dict[str, Any],
 ) -> EngineCall:
-    """Stage 3's engine call: the original queries, each carrying its own risk."""
+    """Stage 3's engine call: the original queries, each carrying its own risk (stop strings watched by us)."""
+    stop = stop_strings(sampling)
     params = guard.engine.answer_params(
         len(convs),
         max_tokens=max_new_tokens,
         risks=[a.risk for a in found],
         floor=guard.config.risk_floor,
-        **sampling,
+        **{k: v for k, v in sampling.items() if k != "stop"},
     )
-    return EngineCall([c.as_list() for c in convs], params)
+    return EngineCall([c.as_list() for c in convs], params, [stop] * len(convs) if stop else None)
 
 
 def answer_plan(
@@ -229,8 +247,9 @@ def answer_plan(
     t0 = time.perf_counter()
     outs = yield answer_call(guard, convs, found, max_new_tokens, sampling)
     answer_s = time.perf_counter() - t0
-    done = [guard.engine.trim(o, max_new_tokens) for o in outs]
-    return [generation(guard, a, c, guard.engine.decode(c.token_ids), answer_s) for a, c in zip(found, done)]
+    stop = stop_strings(sampling)
+    done = [guard.engine.finish(o, max_new_tokens, stop) for o in outs]
+    return [generation(guard, a, c, text, answer_s) for a, (c, text) in zip(found, done)]
 
 
 def found_plan(

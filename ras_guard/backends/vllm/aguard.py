@@ -14,12 +14,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ...types import GuardedGeneration, RiskAssessment
+from ._run import arun_row
 from ._stages import EngineCall, adrive, assess_plan, found_plan, generate_plan
 from ._stream import AsyncVLLMStream
 from .engine import VLLMEngine, steering_args
@@ -55,20 +55,20 @@ class AsyncVLLMEngine(VLLMEngine):
         )
 
     async def arun(self, call: EngineCall) -> list[Any]:
-        """The finished ``RequestOutput`` of every row, each row submitted as one concurrent engine request."""
-        from vllm.sampling_params import RequestOutputKind
+        """The last ``RequestOutput`` of every row, each row submitted as one concurrent engine request (rows
+        with stop strings are aborted at the first one)."""
+        return await self.arun_prompts(self.prompts(call.conversations), call.params, call.stops)
 
-        async def one(prompt: dict[str, Any], kwargs: dict[str, Any] | None, params: Any) -> Any:
-            params = params.clone()
-            params.output_kind = RequestOutputKind.FINAL_ONLY
-            last = None
-            rid = f"ras-{uuid.uuid4().hex}"
-            async for out in self.llm.generate(prompt, params, rid, tokenization_kwargs=kwargs):
-                last = out
-            return last
-
-        prompts = self.prompts(call.conversations)
-        return list(await asyncio.gather(*(one(p, kw, sp) for (p, kw), sp in zip(prompts, call.params))))
+    async def arun_prompts(
+        self,
+        prompted: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
+        params: Sequence[Any],
+        stops: Sequence[Sequence[str]] | None = None,
+    ) -> list[Any]:
+        """:meth:`arun` on rendered rows."""
+        stops = stops or [()] * len(params)
+        rows = (arun_row(self.llm, self.text_of, p, sp, st) for p, sp, st in zip(prompted, params, stops))
+        return list(await asyncio.gather(*rows))
 
 
 class AsyncVLLMGuard(BaseVLLMGuard):

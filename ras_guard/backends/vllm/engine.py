@@ -21,10 +21,13 @@ from typing import Any
 
 import torch
 
+from ..._control import ControlTokens
 from ...errors import InvalidMessageError, ModelLoadError
 from ..base import ModelFingerprint, flatten_text
 from ._fingerprint import checkpoint_fingerprint, local_folder
+from ._run import run_watched
 from ._steer import CALIBRATION_KEY, FLOOR_ARG, RISK_ARG
+from ._text import cut_at_stop, stop_prefix
 from .v1 import RASSteeringV1
 
 __all__ = ["Completion", "VLLMEngine", "steering_args"]
@@ -88,13 +91,15 @@ class VLLMEngine:
         loader = AutoProcessor if self.is_multimodal else AutoTokenizer
         self.processor = loader.from_pretrained(self.folder, local_files_only=True)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.control = ControlTokens.from_tokenizer(self.tokenizer, self.processor if self.is_multimodal else None)
         self.softcap: float | None = (
             getattr(config.get_text_config(), "final_logit_softcapping", None) or None
         )
         try:
-            eos = GenerationConfig.from_pretrained(self.folder, local_files_only=True).eos_token_id
+            self.generation_config: Any = GenerationConfig.from_pretrained(self.folder, local_files_only=True)
         except OSError:
-            eos = None
+            self.generation_config = None
+        eos = getattr(self.generation_config, "eos_token_id", None)
         eos = eos if eos is not None else self.tokenizer.eos_token_id
         self.eos_token_ids: set[int] = set(
             eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
@@ -121,16 +126,41 @@ class VLLMEngine:
         return checkpoint_fingerprint(self.folder)
 
     # ----------------------------------------------------------------- prompts
-    def prompt(self, conversation: Conversation) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The vLLM prompt of one conversation (generation prompt added) and its tokenization kwargs."""
+    def _render(self, conversations: list[Conversation], tools: Any) -> list[str]:
+        """The prompt strings of ``conversations`` (generation prompt added), untokenized."""
+        if self.is_multimodal:
+            out = self.processor.apply_chat_template(
+                conversations, tools=tools, add_generation_prompt=True, tokenize=False
+            )
+        else:
+            out = self.tokenizer.apply_chat_template(
+                [flatten_text(c) for c in conversations], tools=tools, add_generation_prompt=True, tokenize=False
+            )
+        return [out] if isinstance(out, str) else list(out)
+
+    def prompt(
+        self, conversation: Conversation, tools: list[dict[str, Any]] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The vLLM prompt of one conversation (generation prompt added, ``tools`` rendered by the chat template)
+        and its tokenization kwargs.
+
+        As on the transformers backend, supplied text never becomes a control token (see
+        :mod:`ras_guard._control`): control strings in it are neutralised and the rendered prompt is verified.
+
+        Raises:
+            SpecialTokenError: Supplied text would still form a control token.
+            InvalidMessageError: The chat template rejects the messages.
+        """
         try:
+            (conversation,), tools = self.control.encode_safe(self.tokenizer, self._render, [conversation], tools)
             if not self.is_multimodal:
                 ids = self.tokenizer.apply_chat_template(
-                    flatten_text(conversation), add_generation_prompt=True, tokenize=True, return_dict=True
+                    flatten_text(conversation), tools=tools, add_generation_prompt=True, tokenize=True,
+                    return_dict=True,
                 )["input_ids"]
                 return {"prompt_token_ids": list(ids)}, None
             text = self.processor.apply_chat_template(
-                [conversation], add_generation_prompt=True, tokenize=False
+                [conversation], tools=tools, add_generation_prompt=True, tokenize=False
             )
         except InvalidMessageError:
             raise
@@ -157,11 +187,31 @@ class VLLMEngine:
         return [self.prompt(c) for c in conversations]
 
     def run(self, call: Any) -> list[Any]:
-        """The finished ``RequestOutput`` of every row of an engine call (``conversations`` and ``params``)."""
-        return self._run(call.conversations, call.params)
+        """The last ``RequestOutput`` of every row of an engine call (``conversations``, ``params``, ``stops``)."""
+        return self._run(call.conversations, call.params, getattr(call, "stops", None))
 
-    def _run(self, conversations: Sequence[Conversation], params: Sequence[Any]) -> list[Any]:
-        prompts, kwargs = zip(*self.prompts(conversations)) if conversations else ((), ())
+    def _run(
+        self,
+        conversations: Sequence[Conversation],
+        params: Sequence[Any],
+        stops: Sequence[Sequence[str]] | None = None,
+    ) -> list[Any]:
+        return self.run_prompts(self.prompts(conversations), params, stops)
+
+    def run_prompts(
+        self,
+        prompted: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
+        params: Sequence[Any],
+        stops: Sequence[Sequence[str]] | None = None,
+    ) -> list[Any]:
+        """The last ``RequestOutput`` of every rendered row; rows with stop strings are aborted at the first one.
+
+        Without stop strings the rows run as one ``vllm.LLM.generate`` call; with any, every row is stepped from
+        here and its text watched (see :mod:`._run`).
+        """
+        if stops is not None and any(any(s) for s in stops):
+            return run_watched(self.llm.llm_engine, self.text_of, prompted, params, stops)
+        prompts, kwargs = zip(*prompted) if prompted else ((), ())
         groups: dict[Any, list[int]] = {}
         for i, kw in enumerate(kwargs):
             groups.setdefault(None if kw is None else tuple(sorted(kw.items())), []).append(i)
@@ -188,6 +238,28 @@ class VLLMEngine:
     def decode(self, token_ids: Sequence[int]) -> str:
         """Token ids to text, special tokens skipped (the transformers backend's decoding)."""
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def text_of(self, token_ids: Sequence[int]) -> str:
+        """The text of generated ids up to their first EOS."""
+        ids = list(token_ids)
+        cut = next((i for i, t in enumerate(ids) if t in self.eos_token_ids), len(ids))
+        return self.decode(ids[:cut])
+
+    def finish(
+        self, out: Any, max_tokens: int, stop: Sequence[str] = (), decode: Any = None
+    ) -> tuple[Completion, str]:
+        """A finished (or stop-aborted) ``RequestOutput`` as a :class:`Completion` and its text.
+
+        The text (``decode``, default :meth:`decode`) is cut before its first stop string; the ids then end with
+        the token that completed it.
+        """
+        decode = decode or self.decode
+        done = self.trim(out, max_tokens)
+        text, hit = cut_at_stop(decode(done.token_ids), stop)
+        if hit:
+            k = stop_prefix(decode, done.token_ids, stop)
+            done = Completion(done.token_ids[:k], "stop", done.prompt_tokens)
+        return done, text
 
     # ----------------------------------------------------------------- the three passes
     def answer_params(

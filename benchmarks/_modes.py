@@ -58,7 +58,7 @@ class Guards:
 
 def _plain(guard: RASGuard, convs: list[list[dict[str, Any]]], length: int, tools: Any = None) -> list[str]:
     b = guard.backend
-    res = b.generate(b.encode(convs, tools=tools), max_new_tokens=length, min_new_tokens=length, **GREEDY)
+    res = b.run(b.encode(convs, tools=tools), max_new_tokens=length, min_new_tokens=length, **GREEDY)
     return [b.decode(b.trim(row)[0]) for row in res.sequences]
 
 
@@ -126,7 +126,7 @@ def ecso(g: Guards, batch: Batch, length: int) -> float:
 
 def _plain_free(guard: RASGuard, convs: list[list[dict[str, Any]]], max_new: int) -> list[str]:
     b = guard.backend
-    res = b.generate(b.encode(convs), max_new_tokens=max_new, **GREEDY)
+    res = b.run(b.encode(convs), max_new_tokens=max_new, **GREEDY)
     return [b.decode(b.trim(row)[0]) for row in res.sequences]
 
 

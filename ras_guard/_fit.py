@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ._decoding import GREEDY
+from .backends.protocol import GenerationRequest
 from .calibration import Calibration, _build, auroc
 from .config import RASConfig
 from .errors import CalibrationError
+from .risk import apply_softcap
+from .stages import StageModel, assess, drive, release
 
 
 def _as_guard(guard_or_model: Any, config: RASConfig | None) -> Any:
-    from .backends.base import Backend
+    from .backends.protocol import Backend
     from .guard import RASGuard
 
     if isinstance(guard_or_model, RASGuard):
@@ -73,23 +76,28 @@ def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 def unsafe_prototypes(
     guard: Any, queries: Sequence[str], *, batch_size: int, progress: Callable[[int], None] | None = None
 ) -> torch.Tensor:
-    """Mean final-norm hidden state of the first N response tokens over text-only queries: ``[N, H]``."""
+    """Mean final-norm hidden state of the first N response tokens over text-only queries: ``[N, H]``.
+
+    One batch of ``return_hidden`` requests per ``batch_size`` queries; each batch's hidden states are checked to be
+    the lm_head input (``log_softmax(lm_head(h))`` equals the reported log-probabilities).
+    """
     backend, n = guard.backend, guard.config.num_steer_tokens
     total: torch.Tensor | None = None
     for chunk in _batches(list(queries), batch_size):
-        inputs = backend.encode([[{"role": "user", "content": [{"type": "text", "text": q}]}] for q in chunk])
-        res = backend.generate(
-            inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, want_hidden=True, **GREEDY
-        )
-        recomputed = backend.lm_head_logits(res.last_hidden)
-        from .risk import apply_softcap
-
-        if not torch.allclose(apply_softcap(recomputed, backend.softcap), res.logits, atol=1e-3, rtol=1e-3):
+        outs = backend.generate([
+            GenerationRequest([{"role": "user", "content": [{"type": "text", "text": q}]}], max_new_tokens=n,
+                              min_new_tokens=n, num_distributions=n, return_hidden=True)
+            for q in chunk
+        ])
+        hidden = torch.stack([o.hidden for o in outs]).float()
+        logprobs = torch.stack([o.logprobs for o in outs]).float()
+        recomputed = torch.log_softmax(apply_softcap(backend.head_logits(hidden), backend.softcap), dim=-1)
+        if not torch.allclose(recomputed.to(logprobs.device), logprobs, atol=1e-3, rtol=1e-3):
             raise CalibrationError(
                 f"{backend.name}: the last hidden state reported by generate is not the lm_head input "
                 "(lm_head(h) != logits); this architecture is not supported yet."
             )
-        part = res.last_hidden.sum(dim=0)
+        part = hidden.sum(dim=0)
         total = part if total is None else total + part
         if progress:
             progress(len(chunk))
@@ -127,7 +135,7 @@ def fit_calibration(
 
     fp = guard.backend.fingerprint()
     protos = unsafe_prototypes(guard, unsafe, batch_size=batch_size, progress=tick)
-    proto_logits = guard.backend.lm_head_logits(protos).float().cpu()
+    proto_logits = guard.backend.head_logits(protos).float().cpu()
 
     provisional = _build(protos, proto_logits, config=cfg, fingerprint=fp, s_base=0.0, model_name=guard.model_name,
                          num_unsafe=len(unsafe), num_reference=0, reference_stats={})
@@ -137,7 +145,12 @@ def fit_calibration(
             normalize_messages(r.messages(multimodal=guard.backend.is_multimodal), allow_images=guard.backend.is_multimodal)
             for r in chunk
         ]
-        sims += [a.similarity for a in guard._assess(convs, calibration=provisional)]
+        groups = [uuid.uuid4().hex if cfg.reuse_prefix_cache else None] * len(convs)
+        model = StageModel.of(cfg, provisional, guard.backend.softcap)
+        try:
+            sims += [a.similarity for a in drive(assess(convs, model, guard._captions, groups), guard.backend)]
+        finally:
+            release(guard.backend, groups)
         tick(len(chunk))
     labels = [r.harmful for r in refs]
     s_base = sum(sims) / len(sims)

@@ -32,12 +32,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ._calio import check_tensors, content_id, hashed_fields, read_meta_text
-from .backends.base import Backend, ModelFingerprint
+from .backends.base import ModelFingerprint
 from .config import RASConfig
 from .errors import CalibrationError, CalibrationIntegrityError, CalibrationMismatchError
 from .risk import alpha_for
 
 if TYPE_CHECKING:
+    from .backends.protocol import Backend
     from .data import ReferenceQuery
     from .guard import RASGuard
 
@@ -298,6 +299,16 @@ class Calibration:
         )
 
 
+def _transformers_version() -> str:
+    """The installed transformers version ("" without it), read from the package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transformers")
+    except PackageNotFoundError:
+        return ""
+
+
 def _build(
     prototypes: torch.Tensor,
     prototype_logits: torch.Tensor,
@@ -310,8 +321,6 @@ def _build(
     num_reference: int,
     reference_stats: dict[str, float],
 ) -> Calibration:
-    import transformers
-
     from . import __version__
 
     fields: dict[str, Any] = {
@@ -323,7 +332,7 @@ def _build(
         "safety_prompt": config.safety_prompt,
         "caption_max_new_tokens": config.caption_max_new_tokens,
         "fingerprint": FingerprintInfo(**fingerprint.__dict__),
-        "transformers_version": transformers.__version__,
+        "transformers_version": _transformers_version(),
         "ras_guard_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model_name": model_name,

@@ -34,9 +34,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from . import _tiny_configs as _cfg
+from .fake import FakeBackend
 
 __all__ = [
     "ARCHITECTURES",
+    "FakeBackend",
     "VLM_ARCHITECTURES",
     "build_tiny_model",
     "load_tiny_model",

@@ -273,7 +273,7 @@ class Calibration:
         batch_size: int = 8,
         progress: Callable[[int, int], None] | None = None,
     ) -> Calibration:
-        """Compute prototypes from unsafe text-only queries and S_base from a reference set.
+        """Fit a calibration: an alias of :func:`ras_guard.calibrate.fit` (the artifact does not compute itself).
 
         Args:
             guard_or_model: A :class:`RASGuard`, a backend, or a local checkpoint path (``"demo"`` works).
@@ -291,12 +291,10 @@ class Calibration:
             >>> round(cal.s_base, 3)  # doctest: +SKIP
             0.512
         """
-        from ._fit import fit_calibration
+        from .calibrate import fit  # the producer lives in ras_guard.calibrate; this is its alias
 
-        return fit_calibration(
-            cls, guard_or_model, unsafe_text_queries, reference_queries, config=config, batch_size=batch_size,
-            progress=progress,
-        )
+        return fit(guard_or_model, unsafe_text_queries, reference_queries, config=config, batch_size=batch_size,
+                   progress=progress)
 
 
 def _transformers_version() -> str:

@@ -73,8 +73,9 @@ class FakeBackend:
         steered_text: The reply of requests with an active steering spec.
         caption: The reply of caption requests (those asking for no distributions and showing one image only);
             default ``text``.
-        logprobs: The ``[num_distributions, V]`` log-probabilities of every request asking for them: a tensor (its
-            first rows are used), or a function of the request; default uniform.
+        logprobs: The ``[num_distributions, V]`` logits (log-softmaxed) of every request asking for them: a tensor
+            (its first rows are used), or a function of the request; default ``lm_head(hidden)`` of the request's
+            hidden states, so that fitting a calibration on the fake works.
         vocab_size: V.
         hidden_size: H of the hidden states and of :meth:`head_logits`.
         multimodal: Whether images are accepted.
@@ -131,8 +132,9 @@ class FakeBackend:
         return [int(hashlib.sha256(w.encode()).hexdigest(), 16) % self.vocab_size for w in text.split()]
 
     def fingerprint(self) -> ModelFingerprint:
-        """A fixed fingerprint of the fake model."""
-        return ModelFingerprint("FakeForCausalLM", self.vocab_size, self.hidden_size, "fake")
+        """The fake model's fingerprint (a hash of its head)."""
+        digest = hashlib.sha256(self._head.numpy().tobytes()).hexdigest()
+        return ModelFingerprint("FakeForCausalLM", self.vocab_size, self.hidden_size, digest)
 
     def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """A fixed random linear head."""
@@ -160,13 +162,19 @@ class FakeBackend:
             return self.caption
         return self.text
 
+    def hidden(self, request: GenerationRequest) -> torch.Tensor:
+        """``[num_distributions, H]`` hidden states of a request: seeded by its text (deterministic)."""
+        seed = int(hashlib.sha256(request_text(request).encode()).hexdigest()[:8], 16)
+        gen = torch.Generator().manual_seed(seed)
+        return 3.0 * torch.randn(request.num_distributions, self.hidden_size, generator=gen)
+
     def _distributions(self, request: GenerationRequest) -> torch.Tensor | None:
         n = request.num_distributions
         if n == 0:
             return None
         lp = self.logprobs(request) if callable(self.logprobs) else self.logprobs
         if lp is None:
-            lp = torch.zeros(n, self.vocab_size)
+            lp = self.head_logits(self.hidden(request))
         return torch.log_softmax(lp[:n].float(), dim=-1)
 
     def _result(self, request: GenerationRequest) -> GenerationResult:
@@ -174,7 +182,7 @@ class FakeBackend:
         words = words[: request.max_new_tokens]
         text, stopped = cut_at_stop(" ".join(words), list(request.stop))
         finish = "stop" if stopped or len(words) < request.max_new_tokens else "length"
-        hidden = torch.ones(request.num_distributions, self.hidden_size) if request.return_hidden else None
+        hidden = self.hidden(request) if request.return_hidden else None
         return GenerationResult(self.ids(" ".join(words)), text, finish, self.count_prompt_tokens(request),
                                 self._distributions(request), hidden)
 

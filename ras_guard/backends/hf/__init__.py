@@ -11,7 +11,24 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
+from ...errors import EvaluationError
 from ._backend import HFBackend
 from ._steer import SteeringLogitsProcessor
 
-__all__ = ["HFBackend", "SteeringLogitsProcessor"]
+__all__ = ["HFBackend", "SteeringLogitsProcessor", "require_hf"]
+
+
+def require_hf(backend: Any, what: str) -> HFBackend:
+    """``backend`` as an :class:`HFBackend`, for analyses that read transformers internals (attention, hidden states).
+
+    Raises:
+        EvaluationError: Another engine: the analysis runs on transformers only.
+    """
+    if not isinstance(backend, HFBackend):
+        raise EvaluationError(
+            f"{what} reads transformers internals and needs the 'hf' backend; {getattr(backend, 'name', backend)!r} "
+            "is another engine. Load the checkpoint with RASGuard.from_pretrained(path, backend='hf')."
+        )
+    return backend

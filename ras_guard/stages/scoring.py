@@ -11,7 +11,8 @@ Example:
     >>> from ras_guard.testing import FakeBackend
     >>> model = StageModel(RASConfig(), torch.zeros(3, 8), s_base=0.5, alpha=9.19, calibration_id="c")
     >>> convs = [normalize_messages([{"role": "user", "content": "hi"}])]
-    >>> [round(a.risk, 2) for a in drive(assess(convs, model, None), FakeBackend(vocab_size=8))]
+    >>> uniform = FakeBackend(vocab_size=8, logprobs=torch.zeros(3, 8))  # exactly the (uniform) prototype
+    >>> [round(a.risk, 2) for a in drive(assess(convs, model, None), uniform)]
     [0.99]
 """
 

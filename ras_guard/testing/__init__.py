@@ -38,8 +38,8 @@ from .fake import FakeBackend
 
 __all__ = [
     "ARCHITECTURES",
-    "FakeBackend",
     "VLM_ARCHITECTURES",
+    "FakeBackend",
     "build_tiny_model",
     "load_tiny_model",
     "needs_torchvision",

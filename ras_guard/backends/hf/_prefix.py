@@ -19,7 +19,7 @@ from . import _kv
 
 __all__ = ["MAX_GROUPS", "PrefixStore"]
 
-MAX_GROUPS = 64
+MAX_GROUPS = 16
 """Groups kept at most (the oldest is dropped first) when callers do not release theirs."""
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..._decoding import cut_at_stop
+from ...constrained import parse_response_format
 from ...images import image_sha256
 from ..protocol import GenerationRequest, GenerationResult, Sampling
 from . import _kv
@@ -49,7 +50,7 @@ def sampling_kwargs(s: Sampling) -> dict[str, Any]:
 
 
 def _call_key(r: GenerationRequest) -> str:
-    fmt = r.response_format
+    fmt = None if r.response_format is None else parse_response_format(r.response_format)
     return json.dumps([
         r.max_new_tokens, r.min_new_tokens, repr(r.sampling), list(r.stop), r.tools, r.num_distributions,
         r.return_hidden, None if fmt is None else [fmt.kind, fmt.schema], r.options,

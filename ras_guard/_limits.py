@@ -140,6 +140,11 @@ class PromptLimits:
                 raise self._fail(f"the risk pass of request {i}", n, extra, "caption and scored tokens")
 
     def _count(self, convs: list[list[dict[str, Any]]], tools: list[dict] | None) -> list[int]:
-        """Prompt tokens of each conversation, rendered as the passes render it (the backend counts)."""
-        count = self.guard.backend.count_prompt_tokens
-        return [int(count(GenerationRequest(c, max_new_tokens=1, tools=tools))) for c in convs]
+        """Prompt tokens of each conversation, rendered as the passes render it (the backend counts, in one batch
+        where it has the optional ``count_prompt_tokens_batch``)."""
+        backend = self.guard.backend
+        requests = [GenerationRequest(c, max_new_tokens=1, tools=tools) for c in convs]
+        batch = getattr(backend, "count_prompt_tokens_batch", None)
+        if callable(batch):
+            return [int(n) for n in batch(requests)]
+        return [int(backend.count_prompt_tokens(r)) for r in requests]

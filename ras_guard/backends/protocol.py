@@ -15,7 +15,8 @@ backend may keep what they have in common (the prompt prefix's KV cache) between
 let groups see each other's steering. The caller ends a group with the backend's optional ``release(groups)``
 (backends that keep nothing need not define it); :func:`ras_guard.stages.release` calls it where it exists.
 
-Optional members (additive, looked up with ``getattr``): ``release(groups)``; ``context_length`` (the context the
+Optional members (additive, looked up with ``getattr``): ``release(groups)``; ``count_prompt_tokens_batch(requests)``
+(several counts in one go); ``context_length`` (the context the
 checkpoint states, or None) and ``longest_token_chars`` (characters of the longest vocabulary entry) for the
 prompt limits; the iterator returned by ``stream`` may carry the finished :class:`GenerationResult` as ``result``
 once exhausted, and a ``close()`` that cancels the generation.

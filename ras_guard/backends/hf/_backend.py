@@ -241,7 +241,14 @@ class HFBackend:
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """Tokens of the rendered prompt of ``request`` (images expanded)."""
-        return int(self.encode([request.messages], tools=request.tools)["attention_mask"].sum())
+        return self.count_prompt_tokens_batch([request])[0]
+
+    def count_prompt_tokens_batch(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """:meth:`count_prompt_tokens` of several requests sharing ``tools``, in one batched encode."""
+        if not requests:
+            return []
+        enc = self.encode([r.messages for r in requests], tools=requests[0].tools)
+        return [int(n) for n in enc["attention_mask"].sum(dim=1).tolist()]
 
     def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """``lm_head(hidden)`` in float32, uncapped."""

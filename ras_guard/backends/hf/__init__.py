@@ -1,8 +1,9 @@
 """The Hugging Face transformers backend: checkpoints loaded through the Auto classes, ``model.generate``.
 
-Its private modules hold what only transformers needs: the steering logits processor (``_steer``), the sampling
-re-ordering and stopping criteria (``_decoding``), the prompt-prefix KV cache (``_kv``) and rows of different
-passes in one ``generate`` call (``_rows``).
+:class:`HFBackend` implements :class:`ras_guard.backends.protocol.Backend`. Its private modules hold what only
+transformers needs: protocol requests as ``generate`` calls (``_requests``, ``_stream``), the prompt-prefix KV
+caches kept per request group (``_prefix``, ``_kv``), the steering and grammar logits processors (``_steer``,
+``_grammar``), the sampling re-ordering and stopping criteria (``_decoding``) and loading helpers (``_load``).
 
 Example:
     >>> from ras_guard.backends.hf import HFBackend

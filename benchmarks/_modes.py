@@ -7,7 +7,8 @@ the model would stop earlier), greedy, and returns how many requests it steered 
 - ``reference``: reference-style RAS (:func:`ras_guard.reference.reference_generate`): caption, risk and answer
   as three independent ``generate`` calls per request, one request after another, nothing reused.
 - ``ras_guard``: :meth:`RASGuard.generate_batch`, the default configuration, caption cache cleared first.
-- ``ras_guard_speculative``: the same with ``RASConfig(speculative_answer=True)``.
+- ``ras_guard_speculative``: the same with ``RASConfig(speculative_answer=True)`` (ignored since issue 14: equals
+  ``ras_guard``; kept so that result files stay comparable).
 - ``ras_guard_noprefix``: the same with ``RASConfig(reuse_prefix_cache=False)`` (the batched pipeline before
   prefix reuse), to show what the prefix cache alone buys.
 - ``ras_guard_cached``: the default path when the image was seen before (caption cache warm: a conversation
@@ -58,7 +59,7 @@ class Guards:
 
 def _plain(guard: RASGuard, convs: list[list[dict[str, Any]]], length: int, tools: Any = None) -> list[str]:
     b = guard.backend
-    res = b.generate(b.encode(convs, tools=tools), max_new_tokens=length, min_new_tokens=length, **GREEDY)
+    res = b.run(b.encode(convs, tools=tools), max_new_tokens=length, min_new_tokens=length, **GREEDY)
     return [b.decode(b.trim(row)[0]) for row in res.sequences]
 
 
@@ -126,7 +127,7 @@ def ecso(g: Guards, batch: Batch, length: int) -> float:
 
 def _plain_free(guard: RASGuard, convs: list[list[dict[str, Any]]], max_new: int) -> list[str]:
     b = guard.backend
-    res = b.generate(b.encode(convs), max_new_tokens=max_new, **GREEDY)
+    res = b.run(b.encode(convs), max_new_tokens=max_new, **GREEDY)
     return [b.decode(b.trim(row)[0]) for row in res.sequences]
 
 

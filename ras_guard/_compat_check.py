@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .errors import CalibrationMismatchError
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
+    from .backends.protocol import Backend
     from .calibration import Calibration
     from .config import RASConfig
 

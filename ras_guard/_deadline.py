@@ -10,7 +10,7 @@ the context it was started from, so the deadline carries over.
 
 Example:
     >>> with bound(Deadline.after(30.0)):  # doctest: +SKIP
-    ...     guard.backend.generate(inputs, max_new_tokens=8)
+    ...     guard.generate(messages, max_new_tokens=8)
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .backends.protocol import GenerationRequest
 from .errors import PromptTooLongError
 from .messages import Conversation
 from .reformulate import reformulated_text
@@ -39,20 +40,9 @@ _UNSTATED = 10**9  # tokenizers without a stated length report int(1e30)
 
 
 def model_context(backend: Any) -> int | None:
-    """The context the checkpoint states: min of ``max_position_embeddings`` / ``model_max_length`` found."""
-    found: list[int] = []
-    config = getattr(getattr(backend, "model", None), "config", None)
-    if config is not None:
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        for cfg in (text, config):
-            value = getattr(cfg, "max_position_embeddings", None)
-            if isinstance(value, int) and 0 < value < _UNSTATED:
-                found.append(value)
-                break
-    value = getattr(getattr(backend, "tokenizer", None), "model_max_length", None)
-    if isinstance(value, int) and 0 < value < _UNSTATED:
-        found.append(value)
-    return min(found) if found else None
+    """The context the backend's checkpoint states (its optional ``context_length``), or None."""
+    value = getattr(backend, "context_length", None)
+    return value if isinstance(value, int) and 0 < value < _UNSTATED else None
 
 
 def _text_chars(conv: Conversation) -> int:
@@ -92,14 +82,10 @@ class PromptLimits:
         return f"the context of {self.guard.model_name}"
 
     def longest_entry(self) -> int:
-        """Characters of the longest vocabulary entry (computed once; 64 when the vocabulary is unknown)."""
+        """Characters of the longest vocabulary entry (the backend's ``longest_token_chars``; 64 when unknown)."""
         if self._longest_entry is None:
-            tok = getattr(self.guard.backend, "tokenizer", None)
-            try:
-                vocab = tok.get_vocab() if tok is not None else {}
-            except Exception:  # noqa: BLE001 - some tokenizers cannot list their vocabulary
-                vocab = {}
-            self._longest_entry = max((len(k) for k in vocab), default=64) or 64
+            value = getattr(self.guard.backend, "longest_token_chars", None)
+            self._longest_entry = value if isinstance(value, int) and value > 0 else 64
         return self._longest_entry
 
     def _fail(self, what: str, tokens: int, extra: int, extra_name: str) -> PromptTooLongError:
@@ -154,8 +140,11 @@ class PromptLimits:
                 raise self._fail(f"the risk pass of request {i}", n, extra, "caption and scored tokens")
 
     def _count(self, convs: list[list[dict[str, Any]]], tools: list[dict] | None) -> list[int]:
-        """Prompt tokens of each conversation, encoded as the passes encode it (one batched call)."""
-        if not convs:
-            return []
-        enc = self.guard.backend.encode(convs, tools=tools)
-        return [int(n) for n in enc["attention_mask"].sum(dim=1).tolist()]
+        """Prompt tokens of each conversation, rendered as the passes render it (the backend counts, in one batch
+        where it has the optional ``count_prompt_tokens_batch``)."""
+        backend = self.guard.backend
+        requests = [GenerationRequest(c, max_new_tokens=1, tools=tools) for c in convs]
+        batch = getattr(backend, "count_prompt_tokens_batch", None)
+        if callable(batch):
+            return [int(n) for n in batch(requests)]
+        return [int(backend.count_prompt_tokens(r)) for r in requests]

@@ -32,12 +32,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ._calio import check_tensors, content_id, hashed_fields, read_meta_text
-from .backends.base import Backend, ModelFingerprint
+from .backends.base import ModelFingerprint
 from .config import RASConfig
 from .errors import CalibrationError, CalibrationIntegrityError, CalibrationMismatchError
 from .risk import alpha_for
 
 if TYPE_CHECKING:
+    from .backends.protocol import Backend
     from .data import ReferenceQuery
     from .guard import RASGuard
 
@@ -272,7 +273,7 @@ class Calibration:
         batch_size: int = 8,
         progress: Callable[[int, int], None] | None = None,
     ) -> Calibration:
-        """Compute prototypes from unsafe text-only queries and S_base from a reference set.
+        """Fit a calibration: an alias of :func:`ras_guard.calibrate.fit` (the artifact does not compute itself).
 
         Args:
             guard_or_model: A :class:`RASGuard`, a backend, or a local checkpoint path (``"demo"`` works).
@@ -290,12 +291,20 @@ class Calibration:
             >>> round(cal.s_base, 3)  # doctest: +SKIP
             0.512
         """
-        from ._fit import fit_calibration
+        from .calibrate import fit  # the producer lives in ras_guard.calibrate; this is its alias
 
-        return fit_calibration(
-            cls, guard_or_model, unsafe_text_queries, reference_queries, config=config, batch_size=batch_size,
-            progress=progress,
-        )
+        return fit(guard_or_model, unsafe_text_queries, reference_queries, config=config, batch_size=batch_size,
+                   progress=progress)
+
+
+def _transformers_version() -> str:
+    """The installed transformers version ("" without it), read from the package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transformers")
+    except PackageNotFoundError:
+        return ""
 
 
 def _build(
@@ -310,8 +319,6 @@ def _build(
     num_reference: int,
     reference_stats: dict[str, float],
 ) -> Calibration:
-    import transformers
-
     from . import __version__
 
     fields: dict[str, Any] = {
@@ -323,7 +330,7 @@ def _build(
         "safety_prompt": config.safety_prompt,
         "caption_max_new_tokens": config.caption_max_new_tokens,
         "fingerprint": FingerprintInfo(**fingerprint.__dict__),
-        "transformers_version": transformers.__version__,
+        "transformers_version": _transformers_version(),
         "ras_guard_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model_name": model_name,

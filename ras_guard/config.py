@@ -73,9 +73,9 @@ class RASConfig(BaseModel):
     )
     speculative_answer: bool = Field(
         False,
-        description="Start the unsteered greedy answer in the same batch as the caption and risk passes; keep it "
-        "when the risk is under the floor, restart it with steering otherwise. Pays off where extra batch rows "
-        "are nearly free (small models, GPUs); see benchmarks/README.md for measurements.",
+        description="Kept for compatibility and currently ignored: speculative answers (the unsteered greedy answer "
+        "riding in the caption and risk calls) did not survive the move behind the backend protocol (issue 14); "
+        "the answer runs after the assessment, continuing from the request's prompt-prefix cache.",
     )
     assess_scope: Literal["max", "conversation", "last_turn"] = Field(
         "max",

@@ -1,10 +1,11 @@
-"""The reference-style RAS path: three independent ``generate`` calls per request, batch 1, nothing reused.
+"""The reference-style RAS path: the same stage drivers, one engine call per request and pass, nothing reused.
 
 This is how the public reference implementation of RAS runs a query: a caption call (image + caption prompt), a
 risk call (image + safety prompt + caption + question, N tokens), and the steered answer call (image + original
 question), each one encoding the image and prefilling the whole prompt again; no caption cache, no prefix reuse,
-no batching. :class:`~ras_guard.RASGuard` gives the same outputs faster; this module exists as the baseline of
-``benchmarks/overhead.py`` and as the oracle of the equivalence tests.
+no batching. It runs the stage plans of :mod:`ras_guard.stages` over :class:`OneByOne`, a plain mode of any
+backend (requests one at a time, no request group), so :class:`~ras_guard.RASGuard` and this path differ only in
+how the engine runs them. It is the baseline of ``benchmarks/overhead.py`` and the oracle of the equivalence tests.
 
 Example:
     >>> from ras_guard.reference import reference_generate
@@ -15,24 +16,45 @@ Example:
 
 from __future__ import annotations
 
-import math
-import time
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._decoding import GREEDY
-from ._scope import best_rows, risk_rows
-from .backends.hf import SteeringLogitsProcessor
-from .backends.hf._decoding import sampling_after_steering
+from .backends.protocol import GenerationRequest, GenerationResult
 from .errors import CalibrationError
-from .reformulate import caption_messages, clean_caption
-from .risk import apply_softcap, risk_from_similarity, similarity
-from .types import GuardedGeneration, RiskAssessment, guarded_generation, is_steered
+from .sampling import request_sampling
+from .stages import AnswerOptions, StageModel, answer, assess, drive
+from .types import GuardedGeneration, RiskAssessment
 
 if TYPE_CHECKING:
     from .guard import RASGuard
 
-__all__ = ["reference_assess", "reference_generate"]
+__all__ = ["OneByOne", "reference_assess", "reference_generate"]
+
+
+class OneByOne:
+    """A backend's plain mode: every request alone (batch 1), without its group (nothing kept between calls).
+
+    Example:
+        >>> from ras_guard.testing import FakeBackend
+        >>> fake = FakeBackend()
+        >>> _ = OneByOne(fake).generate([GenerationRequest([], 1, group="g"), GenerationRequest([], 1)])
+        >>> fake.calls, fake.requests[0].group
+        (2, None)
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Run each request in its own engine call."""
+        return [self.backend.generate([dataclasses.replace(r, group=None)])[0] for r in requests]
+
+
+def _model(guard: RASGuard) -> StageModel:
+    if guard.calibration is None:
+        raise CalibrationError("the reference path needs a guard with a calibration.")
+    return StageModel.of(guard.config, guard.calibration, guard.backend.softcap)
 
 
 def reference_assess(guard: RASGuard, messages: Sequence[dict[str, Any]]) -> RiskAssessment:
@@ -49,45 +71,7 @@ def reference_assess(guard: RASGuard, messages: Sequence[dict[str, Any]]) -> Ris
         >>> reference_assess(guard, messages).similarity  # doctest: +SKIP
         0.81
     """
-    if guard.calibration is None:
-        raise CalibrationError("reference_assess needs a guard with a calibration.")
-    backend, cfg, cal = guard.backend, guard.config, guard.calibration
-    conv = guard.normalize(messages)
-    t0 = time.perf_counter()
-    captions, spent = [], 0
-    for image in conv.last_user_images():
-        inputs = backend.encode([caption_messages(image, cfg)])
-        res = backend.generate(inputs, max_new_tokens=cfg.caption_max_new_tokens, **GREEDY)
-        ids, _ = backend.trim(res.sequences[0])
-        captions.append(clean_caption(backend.decode(ids)))
-        spent += res.prompt_tokens[0] + len(ids)
-    t1 = time.perf_counter()
-    context = " ".join(captions)
-    n = cfg.num_steer_tokens
-    proto = apply_softcap(cal.prototype_logits, backend.softcap)
-    found = []  # (risk, similarity, row, risk tokens), one per scored version (see ras_guard._scope)
-    rows = risk_rows([conv], [context], cfg)
-    for row in rows:
-        inputs = backend.encode([row.messages])
-        res = backend.generate(inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, **GREEDY)
-        s = float(similarity(res.logits, proto, cfg.gamma)[0])
-        if not math.isfinite(s):
-            raise CalibrationError(f"similarity is {s}; the model produced non-finite logits.")
-        found.append((risk_from_similarity(s, s_base=cal.s_base, alpha=cal.alpha), s, row, res.sequences[0].tolist()))
-        spent += res.prompt_tokens[0] + n
-    t2 = time.perf_counter()
-    risk, s, row, tokens = found[best_rows(rows, [f[0] for f in found])[0]]
-    return RiskAssessment(
-        risk=risk,
-        similarity=s,
-        visual_context=context,
-        reformulated_prompt=row.text,
-        risk_tokens=backend.decode(tokens),
-        timings={"caption": t1 - t0, "risk": t2 - t1, "total": t2 - t0},
-        calibration_id=cal.calibration_id,
-        image_sha256=conv.image_hashes,
-        guard_tokens=spent,
-    )
+    return drive(assess([guard.normalize(messages)], _model(guard), None), OneByOne(guard.backend))[0]
 
 
 def reference_generate(
@@ -97,13 +81,14 @@ def reference_generate(
     max_new_tokens: int = 256,
     **generation_kwargs: Any,
 ) -> GuardedGeneration:
-    """Assess and answer one request the reference way (three independent ``generate`` calls).
+    """Assess and answer one request the reference way (three independent engine calls, more with several images).
 
     Args:
         guard: A guard with a calibration.
         messages: Chat messages of one request.
         max_new_tokens: Answer length limit.
-        **generation_kwargs: Passed to the answer's ``model.generate`` (``do_sample``, ``min_new_tokens``...).
+        **generation_kwargs: Sampling and length options as in :meth:`RASGuard.generate` (``do_sample``,
+            ``min_new_tokens``...).
 
     Returns:
         The same record :meth:`RASGuard.generate` returns.
@@ -112,21 +97,9 @@ def reference_generate(
         >>> reference_generate(guard, messages, max_new_tokens=16, do_sample=False).text  # doctest: +SKIP
         'I am sorry , but I cannot help with that .'
     """
-    a = reference_assess(guard, messages)
-    backend, cfg = guard.backend, guard.config
-    inputs = backend.encode([guard.normalize(messages).as_list()])
-    steered = is_steered(a.risk, cfg.risk_floor)
-    kwargs, processors = dict(generation_kwargs), []
-    if steered:
-        kwargs, warpers = sampling_after_steering(getattr(backend.model, "generation_config", None), kwargs)
-        prompt_length = int(inputs["input_ids"].shape[1])
-        processors = [SteeringLogitsProcessor(guard.calibration.prototype_logits, [a.risk], prompt_length,
-                                              floor=cfg.risk_floor, softcap=backend.softcap), *warpers]
-    t0 = time.perf_counter()
-    res = backend.generate(inputs, max_new_tokens=max_new_tokens, logits_processors=processors, **kwargs)
-    answer_s = time.perf_counter() - t0
-    ids, reason = backend.trim(res.sequences[0])
-    return guarded_generation(
-        backend.decode(ids), ids, a, steered=steered, prompt_tokens=res.prompt_tokens[0], finish_reason=reason,
-        answer_s=answer_s,
-    )
+    model, plain = _model(guard), OneByOne(guard.backend)
+    conv = guard.normalize(messages)
+    found = drive(assess([conv], model, None), plain)
+    sampling, min_new, engine = request_sampling(generation_kwargs)
+    options = AnswerOptions(max_new_tokens, min_new, sampling, engine=engine)
+    return drive(answer([conv], found, model, options), plain)[0]

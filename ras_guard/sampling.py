@@ -25,9 +25,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .backends.protocol import Sampling
 from .errors import InvalidMessageError
 
-__all__ = ["GREEDY", "sampling_kwargs"]
+__all__ = ["GREEDY", "request_sampling", "sampling_kwargs"]
 
 GREEDY: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 """Greedy decoding (the sampling fields set to None, so a checkpoint's sampling defaults do not warn)."""
@@ -61,3 +62,35 @@ def sampling_kwargs(temperature: float | None = None, top_p: float | None = None
     if top_p is not None:
         gen["top_p"] = float(top_p)
     return gen
+
+
+def request_sampling(kwargs: dict[str, Any]) -> tuple[Sampling, int, dict[str, Any]]:
+    """``(Sampling, min_new_tokens, other options)`` of ``generate``-style keyword arguments.
+
+    ``do_sample`` / ``temperature`` / ``top_p`` / ``top_k`` / ``seed`` become a
+    :class:`~ras_guard.backends.protocol.Sampling` (``do_sample=False`` or ``temperature=0``: greedy; none given:
+    the checkpoint's generation config decides); ``min_new_tokens`` is the request's; the rest is passed to the
+    backend as engine options, which it rejects when it does not know them.
+
+    Raises:
+        InvalidMessageError: ``min_new_tokens`` is not an integer >= 0.
+
+    Example:
+        >>> s, n, rest = request_sampling({"do_sample": False, "min_new_tokens": 4, "repetition_penalty": 1.1})
+        >>> s.greedy, n, rest
+        (True, 4, {'repetition_penalty': 1.1})
+        >>> request_sampling({})[0].temperature is None
+        True
+    """
+    kw = dict(kwargs)
+    min_new = kw.pop("min_new_tokens", 0) or 0
+    if isinstance(min_new, bool) or not isinstance(min_new, int) or min_new < 0:
+        raise InvalidMessageError(f"min_new_tokens must be an integer >= 0, got {min_new!r}.")
+    do_sample = kw.pop("do_sample", None)
+    temperature, top_p, top_k, seed = (kw.pop(k, None) for k in ("temperature", "top_p", "top_k", "seed"))
+    if do_sample is False or temperature == 0:
+        return Sampling(0.0, seed=seed), min_new, kw
+    if do_sample is None and temperature is None and top_p is None and top_k is None:
+        return Sampling(None, seed=seed), min_new, kw
+    t = 1.0 if temperature is None else float(temperature)
+    return Sampling(t, top_p=top_p, top_k=top_k, seed=seed), min_new, kw

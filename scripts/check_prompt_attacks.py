@@ -83,7 +83,7 @@ def undefended_risks(guard: RASGuard, batch: list[list[dict[str, Any]]]) -> list
     for conv, vc in zip(convs, contexts):
         inputs = b.encode([conv.with_last_user_text(reformulated_text(conv.question, vc, cfg))])
         n = cfg.num_steer_tokens
-        res = b.generate(inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, do_sample=False)
+        res = b.run(inputs, max_new_tokens=n, min_new_tokens=n, want_logits=True, do_sample=False)
         out.append(risk_from_similarity(float(similarity(res.logits, proto, cfg.gamma)[0]), s_base=cal.s_base,
                                         alpha=cal.alpha))
     return out

@@ -84,5 +84,5 @@ def test_random_arch_tiny_scale_generates(tmp_path: Path) -> None:
 
     enc = backend.encode([normalize_messages(batch[0]).as_list()])
     assert int((enc["input_ids"] == backend.model.config.image_token_index).sum()) == 576  # real LLaVA-1.5 geometry
-    res = backend.generate(enc, max_new_tokens=2, min_new_tokens=2, do_sample=False)
+    res = backend.run(enc, max_new_tokens=2, min_new_tokens=2, do_sample=False)
     assert res.sequences.shape == (1, 2)

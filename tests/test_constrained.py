@@ -69,7 +69,7 @@ def test_openai_forms_and_sampling(guard: RASGuard) -> None:
 def test_special_tokens_are_masked(guard: RASGuard) -> None:
     import torch
 
-    from ras_guard.constrained import GrammarConstraint
+    from ras_guard.backends.hf._grammar import GrammarConstraint
 
     proc = GrammarConstraint(guard.backend, {"type": "json_object"}).processor(prompt_length=1)
     tok = guard.backend.tokenizer

@@ -10,7 +10,7 @@ import pytest
 
 import ras_guard
 from ras_guard import Calibration, RASConfig, RASGuard, demo
-from ras_guard._fit import default_reference, is_demo_world
+from ras_guard.calibrate import default_reference, is_demo_world
 from ras_guard.cli.calibrate import POOR_AUROC
 from ras_guard.cli.main import main
 from ras_guard.data import reference_queries
@@ -64,6 +64,7 @@ def test_calibrate_prints_the_set_and_warns_exactly_when_auroc_is_poor(
     assert code == 0 and "reference set: real models" in out and "(100 queries)" in out
     auroc = Calibration.load(tmp_path / "cal").meta.reference_stats["auroc"]
     assert ("warning: the reference set separates" in err) == (auroc < POOR_AUROC)
+    assert "like your own traffic with --reference" in err  # a real model on the bundled default set
 
 
 @needs_demo

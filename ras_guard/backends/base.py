@@ -1,25 +1,20 @@
-"""The small protocol a backend implements for RAS.
+"""Engine-neutral records shared by the backends: the model fingerprint, text-only message flattening.
 
-A backend turns conversations into model inputs and runs generation; the RAS logic (reformulation, risk,
-steering decisions, calibration) lives above it and never touches a framework directly.
+The backend protocol itself is :mod:`ras_guard.backends.protocol`.
 
 Example:
-    >>> from ras_guard.backends.base import Backend
-    >>> hasattr(Backend, "generate")
-    True
+    >>> ModelFingerprint("LlavaForConditionalGeneration", 32064, 4096, "ab12").vocab_size
+    32064
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-
-import torch
+from typing import Any
 
 from ..errors import InvalidMessageError
 
-__all__ = ["Backend", "GenerationResult", "ModelFingerprint", "flatten_text"]
+__all__ = ["ModelFingerprint", "flatten_text"]
 
 
 @dataclass(frozen=True)
@@ -38,71 +33,6 @@ class ModelFingerprint:
     vocab_size: int
     hidden_size: int
     lm_head_sha256: str
-
-
-@dataclass
-class GenerationResult:
-    """What one generate call produced.
-
-    Attributes:
-        sequences: ``[B, new_tokens]`` generated ids (prompt removed; finished rows padded).
-        prompt_length: Padded prompt length.
-        prompt_tokens: Unpadded prompt length of each row.
-        logits: ``[B, steps, V]`` raw logits per step when requested, else None.
-        last_hidden: ``[B, steps, H]`` final-norm hidden state (lm_head input) per step when requested, else None.
-        cache: The KV cache the call ended with (``want_cache=True``), else None. It holds every position but the
-            last generated one.
-    """
-
-    sequences: torch.Tensor
-    prompt_length: int
-    prompt_tokens: list[int]
-    logits: torch.Tensor | None = None
-    last_hidden: torch.Tensor | None = None
-    cache: Any = None
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What the guard needs from a model runtime."""
-
-    name: str
-    is_multimodal: bool
-    softcap: float | None
-    tokenizer: Any
-    model: Any
-
-    def encode(self, conversations: Sequence[list[dict[str, Any]]], *, tools: list[dict] | None = None) -> Any:
-        """Render and tokenize a batch of conversations with the generation prompt, left-padded."""
-
-    def generate(
-        self,
-        inputs: Any,
-        *,
-        max_new_tokens: int,
-        logits_processors: Sequence[Any] = (),
-        want_logits: bool = False,
-        want_hidden: bool = False,
-        streamer: Any | None = None,
-        **kwargs: Any,
-    ) -> GenerationResult:
-        """Run generation on encoded inputs."""
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        """Token ids to text, special tokens skipped."""
-
-    def trim(self, row: torch.Tensor) -> tuple[list[int], str]:
-        """Cut a generated row at its first EOS; return the kept ids and ``"stop"`` or ``"length"``."""
-
-    def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``lm_head(hidden)`` in float32, uncapped."""
-
-    def fingerprint(self) -> ModelFingerprint:
-        """Identify the model for calibration checks."""
-
-    @property
-    def supports_tools(self) -> bool:
-        """Whether the chat template renders ``tools``."""
 
 
 def flatten_text(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

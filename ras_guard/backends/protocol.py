@@ -10,9 +10,16 @@ ended, the prompt size and, when asked, those distributions.
 Backends: :class:`ras_guard.backends.hf.HFBackend` (transformers, in process), the vLLM backend
 (:mod:`ras_guard.backends.vllm`), and :class:`ras_guard.testing.FakeBackend` for unit tests.
 
-Requests of one user query (its caption, its risk probe, its answer) share a ``group``; a backend may keep what
-they have in common (the prompt prefix's KV cache) between calls of that group, and must not let groups see each
-other's steering.
+Requests of one guard call (the captions, risk probes and answers of its user queries) share a ``group``; a
+backend may keep what they have in common (the prompt prefix's KV cache) between calls of that group, and must not
+let groups see each other's steering. The caller ends a group with the backend's optional ``release(groups)``
+(backends that keep nothing need not define it); :func:`ras_guard.stages.release` calls it where it exists.
+
+Optional members (additive, looked up with ``getattr``): ``release(groups)``; ``count_prompt_tokens_batch(requests)``
+(several counts in one go); ``context_length`` (the context the
+checkpoint states, or None) and ``longest_token_chars`` (characters of the longest vocabulary entry) for the
+prompt limits; the iterator returned by ``stream`` may carry the finished :class:`GenerationResult` as ``result``
+once exhausted, and a ``close()`` that cancels the generation.
 
 Example:
     >>> req = GenerationRequest(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
@@ -84,7 +91,11 @@ class GenerationRequest:
         num_distributions: How many first steps' next-token log-probabilities to return (0: none).
         return_hidden: Also return the first steps' final-norm hidden states (``num_distributions`` of them).
         response_format: A :class:`ras_guard.constrained.ResponseFormat` to constrain the reply, or None.
-        group: Requests of one user query share it (see the module docstring); None: no sharing.
+        group: Requests of one guard call share it (see the module docstring); None: no sharing.
+        options: Engine-specific generation options passed through as they are (transformers: ``generate``
+            keyword arguments such as ``repetition_penalty``); a backend raises on options it does not know.
+        image_hashes: Hashes of the images the conversation shows, in token order, when the caller knows them
+            (:attr:`ras_guard.messages.Conversation.image_hashes`); None: the backend hashes them if it needs to.
     """
 
     messages: list[dict[str, Any]]
@@ -98,6 +109,8 @@ class GenerationRequest:
     return_hidden: bool = False
     response_format: Any = None
     group: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    image_hashes: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import data
-    from .._fit import default_reference
+    from ..calibrate import default_reference
     from ..calibration import Calibration
     from ._common import load_guard
 
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         ref_name, refs = default_reference(guard)
     print(f"reference set: {ref_name} ({len(refs)} queries)")
+    if not args.reference and not ref_name.startswith("demo world"):
+        print("warning: calibrating on the bundled default reference set; S_base is only as good as the reference "
+              "set: fit on harmful and benign queries like your own traffic with --reference FILE.", file=sys.stderr)
     with tqdm(total=len(unsafe) + len(refs), desc="calibrating", unit="query") as bar:
         cal = Calibration.fit(guard, unsafe, refs, batch_size=args.batch_size,
                               progress=lambda done, total: bar.update(done - bar.n))

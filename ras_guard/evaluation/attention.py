@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..backends.hf import require_hf
 from ..errors import EvaluationError, UnsupportedInputError
 
 __all__ = ["AttentionResult", "attention_maps", "eager_attention", "image_token_id"]
@@ -170,18 +171,20 @@ def attention_maps(guard: Any, image: Any, question: str, *, top_heads: int = 4)
 
     Raises:
         UnsupportedInputError: The model is text-only.
+        EvaluationError: The guard runs on another engine than transformers.
     """
     if not guard.backend.is_multimodal:
         raise UnsupportedInputError(f"{guard.model_name} is text-only: it has no image attention to show.")
+    backend = require_hf(guard.backend, "the attention analysis")
     conv = guard.normalize(
         [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]}]
     )
     context = guard.visual_contexts([conv])[0][0]
     with_context = " ".join(p for p in (context.strip(), question.strip()) if p)
     maps = {
-        WITHOUT: _map(guard.backend, conv.as_list(), top_heads),
-        WITH: _map(guard.backend, conv.with_last_user_text(with_context), top_heads),
+        WITHOUT: _map(backend, conv.as_list(), top_heads),
+        WITH: _map(backend, conv.with_last_user_text(with_context), top_heads),
     }
-    img = _as_seen(conv.last_user_images()[0].convert("RGB"), guard.backend, maps[WITHOUT].ndim)
+    img = _as_seen(conv.last_user_images()[0].convert("RGB"), backend, maps[WITHOUT].ndim)
     n = int(np.prod(maps[WITHOUT].shape))
     return AttentionResult(maps, context, img, n, top_heads)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..backends.hf import require_hf
 from ..errors import EvaluationError
 from ..reformulate import reformulated_text
 from .suites import EvalItem
@@ -127,7 +128,7 @@ def last_token_states(
         >>> last_token_states(guard, [msgs]).shape  # doctest: +SKIP
         (1, 33, 4096)
     """
-    backend, parts = guard.backend, []
+    backend, parts = require_hf(guard.backend, "the FDR analysis"), []
     for k in range(0, len(conversations), batch_size):
         inputs = backend.encode([list(c) for c in conversations[k : k + batch_size]])  # left-padded
         with torch.inference_mode():

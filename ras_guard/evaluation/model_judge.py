@@ -94,7 +94,7 @@ class ModelJudge:
         ]
         from .._decoding import GREEDY
 
-        res = self.backend.generate(self.backend.encode(convs), max_new_tokens=1, want_logits=True, **GREEDY)
+        res = self.backend.run(self.backend.encode(convs), max_new_tokens=1, want_logits=True, **GREEDY)
         if res.logits is None:
             raise EvaluationError(f"judge model {self.path!r}: the backend returned no logits.")
         first = res.logits[:, 0, :].float()

@@ -34,10 +34,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from . import _tiny_configs as _cfg
+from .fake import FakeBackend
 
 __all__ = [
     "ARCHITECTURES",
     "VLM_ARCHITECTURES",
+    "FakeBackend",
     "build_tiny_model",
     "load_tiny_model",
     "needs_torchvision",

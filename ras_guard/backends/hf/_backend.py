@@ -17,8 +17,7 @@ import dataclasses
 import hashlib
 import pickle
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,64 +27,48 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 from ... import _deadline
 from ..._control import ControlTokens
 from ...errors import GenerationError, InvalidMessageError, ModelLoadError
-from ..base import GenerationResult, ModelFingerprint, flatten_text
+from ..base import ModelFingerprint, flatten_text
+from ..protocol import GenerationRequest, GenerationResult
+from . import _kv, _requests
 from ._decoding import CancelCriteria, DeadlineCriteria, StopOnStrings
+from ._load import cache_name, quiet_loading, resolve_dtype, unsafe_pickle
+from ._prefix import PrefixStore
+from ._stream import HFStream
 
 __all__ = ["HFBackend"]
 
+_CACHE = cache_name()
 _FINGERPRINT_ROWS = 257
+_UNSTATED = 10**9  # tokenizers without a stated length report int(1e30)
 
 
-def _cache_name() -> str:
-    """The name of the KV-cache argument and output of ``generate`` (``cache`` from transformers 5.24 on)."""
-    from transformers.generation.utils import GenerateDecoderOnlyOutput
+@dataclasses.dataclass
+class RawResult:
+    """What one raw ``model.generate`` call (:meth:`HFBackend.run`) produced.
 
-    names = {f.name for f in dataclasses.fields(GenerateDecoderOnlyOutput)}
-    return "cache" if "cache" in names else "past_key_values"
+    Attributes:
+        sequences: ``[B, new_tokens]`` generated ids (prompt removed; finished rows padded).
+        prompt_length: Padded prompt length.
+        prompt_tokens: Unpadded prompt length of each row.
+        logits: ``[B, steps, V]`` raw logits per step when requested, else None.
+        last_hidden: ``[B, steps, H]`` final-norm hidden state (lm_head input) per step when requested, else None.
+        cache: The KV cache the call ended with (``want_cache=True``), else None.
+    """
 
-
-_CACHE = _cache_name()
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No "Loading weights" progress bar while a checkpoint loads (restored afterwards)."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
-def _resolve_dtype(dtype: Any) -> Any:
-    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
-        return dtype or "auto"
-    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
-        return getattr(torch, dtype)
-    raise ModelLoadError(f"dtype {dtype!r} is not a torch dtype; use e.g. 'float32', 'bfloat16' or 'auto'.")
-
-
-def _unsafe_pickle(folder: Path, exc: BaseException) -> ModelLoadError:
-    """The error for pickle weights that torch's safe (``weights_only``) loader refuses."""
-    files = sorted(p.name for p in folder.glob("*.bin")) or ["the .bin weights"]
-    detail = str(exc).split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
-    reason = detail[0].strip() if len(detail) and "WeightsUnpickler" in str(exc) else type(exc).__name__
-    reason = reason.split(". ", 1)[0][:120]  # torch's advice after it (allow-list the global...) is not safe
-    return ModelLoadError(
-        f"cannot load {str(folder)!r}: its pickle weights ({', '.join(files)}) hold objects other than tensors "
-        f"({reason}), which unpickling could run as code, so ras-guard refuses them. Use safetensors weights "
-        "instead: download the checkpoint's model.safetensors from its publisher (on the Hugging Face Hub, the "
-        "repository's safetensors conversion pull request, refs/pr/N), or ask the publisher for one. Do not "
-        "load pickle files you do not trust with torch's unsafe loader."
-    )
+    sequences: torch.Tensor
+    prompt_length: int
+    prompt_tokens: list[int]
+    logits: torch.Tensor | None = None
+    last_hidden: torch.Tensor | None = None
+    cache: Any = None
 
 
 class HFBackend:
-    """A transformers model and its processor (or tokenizer), behind the :class:`Backend` protocol.
+    """A transformers model and its processor (or tokenizer), behind the :class:`~ras_guard.backends.protocol.Backend`
+    protocol (``generate`` / ``stream`` of :class:`GenerationRequest`); :meth:`run` is the raw ``model.generate``.
+
+    Requests of one group continue from the prompt prefixes their group's earlier calls left (see
+    :mod:`._prefix`), where the architecture is verified for it (:func:`._kv.prefix_support`).
 
     Args:
         model: A loaded ``PreTrainedModel`` with a generation head.
@@ -117,9 +100,15 @@ class HFBackend:
         pad = self.tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0)
         self.control = ControlTokens.from_tokenizer(self.tokenizer, processor if self.is_multimodal else None)
+        self.prefixes = PrefixStore()
+        self.prefix_reason: str | None = _kv.prefix_support(self)
+        self.prefix_min_tokens = 16  # shortest text-only prefix worth reusing (RASConfig.prefix_min_tokens' default)
+        self.media = _kv.media_token_ids(model.config)
+        self.window = _kv.sliding_window(model.config)
+        self._longest: int | None = None
 
     @classmethod
-    @_quiet_loading()
+    @quiet_loading()
     def from_pretrained(cls, path: str | Path, *, device: Any = None, dtype: Any = None) -> HFBackend:
         """Load a local checkpoint folder.
 
@@ -148,7 +137,7 @@ class HFBackend:
                 f"{str(path)!r} is not a local checkpoint folder (no config.json); download the model first and pass "
                 "its folder, or pass 'demo' for the bundled demo model."
             )
-        torch_dtype = _resolve_dtype(dtype)
+        torch_dtype = resolve_dtype(dtype)
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
             config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -164,7 +153,7 @@ class HFBackend:
                 "need torchvision in transformers 5: pip install torchvision (matching your torch build)."
             ) from exc
         except pickle.UnpicklingError as exc:
-            raise _unsafe_pickle(folder, exc) from None  # torch's text suggests weights_only=False: never
+            raise unsafe_pickle(folder, exc) from None  # torch's text suggests weights_only=False: never
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"cannot load a model from {str(folder)!r}: {exc}") from exc
         return cls(model.to(dev), processor)
@@ -241,7 +230,62 @@ class HFBackend:
             raise InvalidMessageError(f"the chat template of {self.name} rejected the messages: {exc}") from exc
         return enc.to(self.device)
 
-    def generate(
+    # ------------------------------------------------------------------ the protocol
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Run protocol requests (batched where their settings agree); one result per request, in order."""
+        return _requests.generate(self, requests)
+
+    def stream(self, request: GenerationRequest) -> HFStream:
+        """Text deltas of one request; its ``result`` is set once exhausted, ``close()`` cancels."""
+        return HFStream(self, request)
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Tokens of the rendered prompt of ``request`` (images expanded)."""
+        return self.count_prompt_tokens_batch([request])[0]
+
+    def count_prompt_tokens_batch(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """:meth:`count_prompt_tokens` of several requests sharing ``tools``, in one batched encode."""
+        if not requests:
+            return []
+        enc = self.encode([r.messages for r in requests], tools=requests[0].tools)
+        return [int(n) for n in enc["attention_mask"].sum(dim=1).tolist()]
+
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``lm_head(hidden)`` in float32, uncapped."""
+        return self.lm_head_logits(hidden)
+
+    @property
+    def context_length(self) -> int | None:
+        """The context the checkpoint states: the smaller of ``max_position_embeddings`` / ``model_max_length``."""
+        found: list[int] = []
+        text = self.model.config.get_text_config()
+        for cfg in (text, self.model.config):
+            value = getattr(cfg, "max_position_embeddings", None)
+            if isinstance(value, int) and 0 < value < _UNSTATED:
+                found.append(value)
+                break
+        value = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(value, int) and 0 < value < _UNSTATED:
+            found.append(value)
+        return min(found) if found else None
+
+    @property
+    def longest_token_chars(self) -> int:
+        """Characters of the longest vocabulary entry (64 when the vocabulary cannot be listed)."""
+        if self._longest is None:
+            try:
+                vocab = self.tokenizer.get_vocab()
+            except Exception:  # noqa: BLE001 - some tokenizers cannot list their vocabulary
+                vocab = {}
+            self._longest = max((len(k) for k in vocab), default=64) or 64
+        return self._longest
+
+    def release(self, groups: Sequence[str]) -> None:
+        """Drop the prompt prefixes kept for these request groups."""
+        self.prefixes.release(groups)
+
+    # ------------------------------------------------------------------ raw transformers
+    def run(
         self,
         inputs: Any,
         *,
@@ -254,8 +298,8 @@ class HFBackend:
         stop: Sequence[str] = (),
         cancel: threading.Event | None = None,
         **kwargs: Any,
-    ) -> GenerationResult:
-        """Run ``model.generate``; see :class:`GenerationResult` for what comes back.
+    ) -> RawResult:
+        """Run ``model.generate`` on encoded inputs; see :class:`RawResult` for what comes back.
 
         ``stop``: stop strings (a row stops once its decoded answer holds one); ``cancel``: stops every row at the
         next token once set. ``kwargs`` go to ``model.generate`` (e.g. ``past_key_values`` to continue from a
@@ -298,22 +342,13 @@ class HFBackend:
         hidden = None
         if want_hidden:
             hidden = torch.stack([step[-1][:, -1, :] for step in out.hidden_states], dim=1).float()
-        return GenerationResult(
+        return RawResult(
             sequences=out.sequences[:, prompt_length:],
             prompt_length=prompt_length,
             prompt_tokens=prompt_tokens,
             logits=logits,
             last_hidden=hidden,
             cache=getattr(out, _CACHE) if want_cache else None,
-        )
-
-    def text_streamer(self, decoder: Any = None, *, timeout: float | None = 600.0) -> Any:
-        """A transformers ``TextIteratorStreamer`` of answer text (``decoder``: a tokenizer-like decoder to use)."""
-        from transformers import TextIteratorStreamer
-
-        return TextIteratorStreamer(
-            decoder if decoder is not None else self.tokenizer, skip_prompt=True, skip_special_tokens=True,
-            timeout=timeout,
         )
 
     def trim(self, row: torch.Tensor) -> tuple[list[int], str]:

@@ -10,14 +10,14 @@ follow the mask (mrope models get them explicitly), so each row sees exactly its
 as if it ran alone. ``generate`` then prefills only the tail columns; the image tokens lie in the cached part, so
 no ``pixel_values`` are passed and the vision tower does not run again.
 
-Everything here is created per call: a :class:`Prefix` belongs to one guard call and is dropped with it. Cache
+A :class:`Prefix` belongs to one request group (one guard call, :mod:`._prefix`) and is dropped with it. Cache
 tensors are never written in place (``DynamicCache`` grows by concatenation), so rows may share them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -141,11 +141,8 @@ class Row:
         kv: Keys/values of ``ids[:cached]``.
         cached: How many leading tokens are cached (at least 1 token stays uncached).
         delta: mrope offset of the uncached (text) positions.
-        max_new: Tokens this row may still generate.
+        max_new: Tokens this row may generate.
         min_new: Tokens before which EOS is suppressed.
-        risk: Steering risk (0 for unsteered rows).
-        lead: The call ends once every lead row is done (other rows are cut there and can continue later).
-        generated: Tokens generated for this row by earlier calls.
     """
 
     ids: list[int]
@@ -155,9 +152,6 @@ class Row:
     delta: int = 0
     max_new: int = 1
     min_new: int = 0
-    risk: float = 0.0
-    lead: bool = False
-    generated: list[int] = field(default_factory=list)
 
 
 def assemble(rows: Sequence[Row], model: Any, pad_id: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,11 +1,8 @@
 """The FastAPI app of ``ras-guard serve``: OpenAI-compatible chat completions behind the guard.
 
-Image URLs are fetched only with ``ServeSettings.allow_image_urls`` (``--allow-image-urls``), through
-:class:`ras_guard.fetch.ImageFetcher` in a worker thread, each image within ``image_timeout_s`` and within the
-request's deadline. Every fetch failure answers HTTP 400 (as OpenAI's API does for image URLs it cannot
-download) with a code saying why: ``unsafe_image_url`` (an internal address, or a redirect to one, or a host
-off the allow-list), ``image_fetch_timeout`` (slow server: 400, not 408 / 504, so that clients do not retry a
-download that will time out again), ``image_too_large``, ``invalid_image_url`` (bad status, network error).
+Image parts are handled by :mod:`.images` (in a worker thread: URLs are fetched there, only with
+``ServeSettings.allow_image_urls``); every image failure answers HTTP 400 (as OpenAI's API does for image URLs
+it cannot download) with the code of :func:`.images.error_code`.
 
 Example:
     >>> from ras_guard import RASGuard
@@ -21,8 +18,8 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,20 +29,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
     GenerationError,
-    ImageError,
-    ImageFetchError,
-    ImageFetchTimeoutError,
-    ImageTooLargeError,
     InvalidMessageError,
     RASGuardError,
     ResponseFormatError,
     ServerOverloadedError,
     ToolCallingNotSupportedError,
-    UnsafeURLError,
     UnsupportedRequestError,
 )
 from .convert import GuardCall, ras_object, to_call
 from .engine import HFEngine, Job
+from .images import error_code as image_error_code
+from .images import url_fetcher
 from .metrics import CONTENT_TYPE, Metrics
 from .responses import Answer, HTTPError, error_body, sse
 from .schemas import ChatCompletionRequest
@@ -95,15 +89,9 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return f"{loc or 'body'}: {err['msg']}", loc or None
 
 
-_IMAGE_CODES = ((ImageFetchTimeoutError, "image_fetch_timeout"), (UnsafeURLError, "unsafe_image_url"),
-                (ImageFetchError, "invalid_image_url"), (ImageTooLargeError, "image_too_large"),
-                (ImageError, "invalid_image"))
-
-
 def _status_of(exc: RASGuardError) -> tuple[int, str, str]:
-    for cls, code in _IMAGE_CODES:
-        if isinstance(exc, cls):
-            return 400, "invalid_request_error", code
+    if (code := image_error_code(exc)) is not None:
+        return 400, "invalid_request_error", code
     if isinstance(exc, ResponseFormatError):
         return 400, "invalid_request_error", "invalid_response_format"
     if isinstance(exc, UnsupportedRequestError | ToolCallingNotSupportedError):
@@ -113,33 +101,6 @@ def _status_of(exc: RASGuardError) -> tuple[int, str, str]:
     if isinstance(exc, ServerOverloadedError):
         return 429, "rate_limit_error", "overloaded"
     return 500, "server_error", "generation_failed" if isinstance(exc, GenerationError) else "internal"
-
-
-def _url_fetcher(s: ServeSettings) -> Callable[[str, float], bytes] | None:
-    """``(url, request deadline) -> bytes`` under the server's fetch policy, or None when URLs are off.
-
-    Raises:
-        InvalidMessageError: ``allowed_image_hosts`` without ``allow_image_urls``.
-        AllowedHostsError: An allow-list entry that cannot be parsed.
-    """
-    if not s.allow_image_urls:
-        if s.allowed_image_hosts:
-            raise InvalidMessageError("--allowed-image-hosts has no effect without --allow-image-urls; add it.")
-        return None
-    from ..fetch import FetchPolicy, ImageFetcher, OptionNames
-
-    names = OptionNames(allowed_hosts="--allowed-image-hosts", allow_private=None, timeout="--image-timeout",
-                        max_bytes="--max-image-mb")
-    policy = FetchPolicy(allowed_hosts=tuple(s.allowed_image_hosts), max_bytes=s.max_image_bytes,
-                         timeout=s.image_timeout_s, names=names)
-
-    def fetch(url: str, deadline: float) -> bytes:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ImageFetchTimeoutError("the request's deadline passed before its images were fetched.")
-        return ImageFetcher(policy if left >= policy.timeout else replace(policy, timeout=left)).fetch(url)
-
-    return fetch
 
 
 def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFEngine | None = None) -> FastAPI:
@@ -158,7 +119,8 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         raise InvalidMessageError(f"unknown policy {s.policy!r}; use one of {_POLICIES}.")
     if not 0.0 <= s.block_threshold <= 1.0:
         raise InvalidMessageError(f"block_threshold {s.block_threshold} must lie in [0, 1].")
-    fetch = _url_fetcher(s)
+    fetch = url_fetcher(allow=s.allow_image_urls, allowed_hosts=s.allowed_image_hosts, max_bytes=s.max_image_bytes,
+                        timeout=s.image_timeout_s)
     metrics = engine.metrics if engine is not None else Metrics()
     eng = engine or HFEngine(guard, metrics, max_queue=s.max_queue, max_batch=s.max_batch,
                              batch_window_s=s.batch_window_s)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import inspect
 import json
 import logging
 import time
@@ -57,7 +58,9 @@ class ServeSettings:
     ``allow_image_urls`` turns on fetching of http(s) image URLs (off: they answer 400);
     ``allowed_image_hosts`` exempts hosts from the internal-address check (``host``, ``host:PORT``,
     ``*.suffix``, IP literals, CIDR networks; see :mod:`ras_guard.fetch.allow`); ``image_timeout_s`` bounds one
-    image's whole download.
+    image's whole download. ``max_batch`` / ``batch_window_s`` shape the HF engine's batches; ``max_running`` is
+    the vLLM engine's limit of requests inside ``AsyncLLM`` at once; ``max_queue`` bounds the requests in flight
+    of either.
     """
 
     model_name: str = "demo"
@@ -73,6 +76,7 @@ class ServeSettings:
     max_images: int = 8
     max_queue: int = 64
     max_batch: int = 8
+    max_running: int = 32
     batch_window_s: float = 0.005
     request_timeout_s: float = 600.0
     retry_after_s: int = 1
@@ -103,13 +107,24 @@ def _status_of(exc: RASGuardError) -> tuple[int, str, str]:
     return 500, "server_error", "generation_failed" if isinstance(exc, GenerationError) else "internal"
 
 
-def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFEngine | None = None) -> FastAPI:
+def _engine_for(guard: Any, metrics: Metrics, s: ServeSettings) -> Any:
+    """An :class:`HFEngine` for a transformers guard, a :class:`VLLMServeEngine` for an async vLLM guard."""
+    if inspect.iscoroutinefunction(getattr(guard, "astream", None)):
+        from .vllm_engine import VLLMServeEngine
+
+        return VLLMServeEngine(guard, metrics, max_queue=s.max_queue, max_running=s.max_running)
+    return HFEngine(guard, metrics, max_queue=s.max_queue, max_batch=s.max_batch, batch_window_s=s.batch_window_s)
+
+
+def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: Any = None) -> FastAPI:
     """Build the app around a loaded guard (the engine's worker starts with the app and stops with it).
 
     Args:
-        guard: A :class:`ras_guard.RASGuard` (or any object with its public API).
+        guard: A :class:`ras_guard.RASGuard` (HF engine) or a
+            :class:`ras_guard.backends.vllm.AsyncVLLMGuard` (vLLM engine).
         settings: Server options.
-        engine: A ready engine (default: an :class:`HFEngine` over ``guard``).
+        engine: A ready engine (default: :class:`HFEngine` or :class:`~.vllm_engine.VLLMServeEngine` by the
+            guard's kind); both take :class:`~.engine.Job` objects and answer with the same events.
 
     Raises:
         InvalidMessageError: An unknown policy or a block threshold outside [0, 1].
@@ -122,8 +137,7 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
     fetch = url_fetcher(allow=s.allow_image_urls, allowed_hosts=s.allowed_image_hosts, max_bytes=s.max_image_bytes,
                         timeout=s.image_timeout_s)
     metrics = engine.metrics if engine is not None else Metrics()
-    eng = engine or HFEngine(guard, metrics, max_queue=s.max_queue, max_batch=s.max_batch,
-                             batch_window_s=s.batch_window_s)
+    eng = engine or _engine_for(guard, metrics, s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -229,8 +243,10 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
             raise HTTPError(404, f"model {req.model!r} is not served here; use {s.model_name!r}.",
                             code="model_not_found", param="model")
         call: GuardCall = await asyncio.to_thread(_convert, req, deadline)  # image URLs are fetched here
-        if call.tools and not guard.supports_tools:
-            raise ToolCallingNotSupportedError("this model's chat template does not render tools; drop 'tools'.")
+        if call.tools and not eng.supports_tools:
+            raise ToolCallingNotSupportedError(
+                "this server does not render tools (the model's chat template has none, or --engine vllm); drop 'tools'."
+            )
         opts = req.ras
         policy = (opts.policy if opts and opts.policy else None) or s.policy
         threshold = opts.block_threshold if opts and opts.block_threshold is not None else s.block_threshold

@@ -180,3 +180,25 @@ def test_tool_call_and_tool_result_turns_round_trip(tool_server):
     out = c.chat.completions.create(model="tiny", messages=messages, max_tokens=8, tools=[_WEATHER])
     assert out.usage.prompt_tokens == want["turn"].usage.input_tokens
     assert out.choices[0].message.content == want["turn"].text
+
+
+# ------------------------------------------------------------------------------------------------ vLLM engine helpers
+def test_vllm_engine_helpers_without_vllm():
+    """The vLLM engine's stop handling and sampling mapping are pure Python (no vLLM needed)."""
+    from ras_guard.serve.convert import GuardCall
+    from ras_guard.serve.runner import load_engine_guard
+    from ras_guard.serve.vllm_engine import StopCutter, vllm_sampling
+
+    for stops, pieces in [(["END"], ["ab", "cE", "N", "Dx"]), (["b", "abc"], ["a", "bc"]), (["zz"], ["a", "z", "b"])]:
+        c = StopCutter(stops)
+        sent = "".join(c.feed(p) for p in pieces) + c.flush()
+        text = "".join(pieces)
+        ends = [(text.find(s) + len(s), text.find(s)) for s in stops if s in text]
+        assert sent == (text[: min(ends)[1]] if ends else text)
+    assert vllm_sampling(GuardCall([], 8, generation_kwargs=sampling_kwargs(0))) == {"temperature": 0.0}
+    assert vllm_sampling(GuardCall([], 8, generation_kwargs={"min_new_tokens": 3}, seed=1)) == {"min_tokens": 3,
+                                                                                               "seed": 1}
+    with pytest.raises(InvalidMessageError, match="repetition_penalty"):
+        vllm_sampling(GuardCall([], 8, generation_kwargs={"repetition_penalty": 1.1}))
+    with pytest.raises(InvalidMessageError, match="--calibration"):
+        load_engine_guard("vllm", "/no/such/model", None)

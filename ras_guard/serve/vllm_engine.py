@@ -108,7 +108,7 @@ class StopCutter:
 
     Example:
         >>> c = StopCutter(["END"]); [c.feed(p) for p in ["ab", "cE", "N", "Dx"]], c.hit
-        (['a', 'bc', '', ''], True)
+        (['', 'ab', 'c', ''], True)
     """
 
     def __init__(self, stops: Sequence[str]) -> None:

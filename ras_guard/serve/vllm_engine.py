@@ -79,6 +79,11 @@ def vllm_sampling(call: GuardCall) -> dict[str, Any]:
     return out
 
 
+def _vllm_client_error(exc: BaseException) -> bool:
+    """Whether vLLM blamed the request (``vllm.exceptions.VLLMClientError``), without importing vLLM here."""
+    return any(c.__name__ == "VLLMClientError" and c.__module__.startswith("vllm") for c in type(exc).__mro__)
+
+
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
     """Start of the stop string that completes first in ``text`` (smallest end), or None."""
     best: tuple[int, int] | None = None
@@ -238,9 +243,7 @@ class VLLMServeEngine:
                 self.metrics.batch_size.observe(1)
                 await self._until_cancelled(job, self._answer(job))
         except Exception as exc:  # noqa: BLE001 - reported to the waiting request
-            from vllm.exceptions import VLLMClientError
-
-            if isinstance(exc, VLLMClientError):  # the request's fault: a 400, not a 500
+            if _vllm_client_error(exc):  # the request's fault: a 400, not a 500
                 exc = InvalidMessageError(f"the vLLM engine refused the request: {exc}")
             elif not isinstance(exc, InvalidMessageError):
                 _log.exception("vLLM engine failure")
@@ -319,8 +322,7 @@ class VLLMServeEngine:
 
     async def _structured(self, job: Job, kwargs: dict[str, Any]) -> None:
         """``response_format`` through vLLM's structured outputs; fail closed where steering would apply."""
-        from vllm.exceptions import VLLMClientError
-        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import StructuredOutputsParams  # the one vLLM import above backends/
 
         from ..constrained import parse_response_format
 
@@ -339,7 +341,9 @@ class VLLMServeEngine:
             StructuredOutputsParams(json=spec.schema))
         try:
             gen = await g.agenerate(job.call.messages, risk=0.0, structured_outputs=so, **kwargs)
-        except (ValueError, VLLMClientError) as exc:  # vLLM validates the grammar when the request is added
+        except Exception as exc:  # vLLM validates the grammar when the request is added
+            if not (isinstance(exc, ValueError) or _vllm_client_error(exc)):
+                raise
             raise ResponseFormatError(f"cannot compile the response_format schema: {exc}") from exc
         gen = dataclasses.replace(gen, assessment=a)
         if job.streaming:

@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting at most; more get 429 (64)")
     p.add_argument("--max-batch", type=int, default=8, help="requests per batched generate call (8)")
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="wait for more requests to batch (5 ms)")
+    p.add_argument("--max-running", type=int, default=32,
+                   help="--engine vllm: requests inside the engine at once; the rest wait in the queue (32)")
+    p.add_argument("--tensor-parallel-size", type=int, default=None,
+                   help="--engine vllm: GPUs one model is split over (vLLM tensor parallelism; default 1)")
     p.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (4096)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (32)")
     p.add_argument("--max-image-mb", type=float, default=20.0, help="largest image (data URI or URL) in MiB (20)")
@@ -54,7 +58,7 @@ def _settings(args: argparse.Namespace) -> object:
     return ServeSettings(
         model_name=name, api_key=args.api_key or os.environ.get("RAS_GUARD_API_KEY") or None,
         policy=args.policy, block_threshold=args.block_threshold, max_queue=args.max_queue,
-        max_batch=args.max_batch, batch_window_s=args.batch_window_ms / 1000.0,
+        max_batch=args.max_batch, batch_window_s=args.batch_window_ms / 1000.0, max_running=args.max_running,
         max_tokens_limit=args.max_tokens_limit, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         expose_visual_context=args.expose_visual_context, max_image_bytes=int(args.max_image_mb * 1024 * 1024),
         allow_image_urls=args.allow_image_urls, image_timeout_s=args.image_timeout,
@@ -79,9 +83,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"ras-guard: warning: binding {args.host} without --api-key: anyone who can reach this port can "
               "use the model", file=sys.stderr)
     quiet_transformers()
-    guard = load_engine_guard(args.engine, args.model, args.calibration, device=args.device, dtype=args.dtype)
+    extra = {}
+    if args.tensor_parallel_size is not None:
+        if args.engine != "vllm":
+            raise InvalidMessageError("--tensor-parallel-size applies to --engine vllm only; drop it or add that.")
+        extra["tensor_parallel_size"] = args.tensor_parallel_size
+    guard = load_engine_guard(args.engine, args.model, args.calibration, device=args.device, dtype=args.dtype,
+                              **extra)
     app = create_app(guard, settings)  # type: ignore[arg-type]
     print(f"ras-guard: serving {settings.model_name!r} on http://{args.host}:{args.port}/v1 "  # type: ignore[attr-defined]
-          f"(policy {args.policy}{', API key required' if settings.api_key else ''})", file=sys.stderr)  # type: ignore[attr-defined]
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
+          f"(engine {args.engine}, policy {args.policy}{', API key required' if settings.api_key else ''})",  # type: ignore[attr-defined]
+          file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
+    finally:
+        if hasattr(guard, "shutdown"):
+            guard.shutdown()
     return 0

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from .allow import AllowEntry, parse_allowed_hosts
-from .deadline import Deadline, DeadlineTransport
+from .deadline import Deadline, DeadlineTransport, shared_ssl_context
 from .fetcher import ImageFetcher
 from .policy import FetchPolicy, OptionNames, blocked_reason, ip_literal, system_resolver
 
@@ -32,5 +32,6 @@ __all__ = [
     "blocked_reason",
     "ip_literal",
     "parse_allowed_hosts",
+    "shared_ssl_context",
     "system_resolver",
 ]

@@ -11,6 +11,9 @@ trips a 2 s read timeout and can hold a fetch for minutes. Two layers close that
   handshake), so nothing can block past it. Leaving the ``with`` block cancels the timer and closes the
   duplicates: no thread or socket outlives the fetch.
 
+TLS: every transport uses one :class:`ssl.SSLContext` (:func:`shared_ssl_context`, built on first use: loading
+the CA bundle costs milliseconds, more than a small image fetch), unless the policy passes its own.
+
 Example:
     >>> with Deadline(5.0) as d:
     ...     0 < d.left() <= 5.0
@@ -19,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 import threading
@@ -29,7 +33,21 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["Deadline", "DeadlineTransport"]
+__all__ = ["Deadline", "DeadlineTransport", "shared_ssl_context"]
+
+
+@functools.lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    """The one verifying client context of every fetch (certifi's CA bundle, no environment settings).
+
+    Built once per process and reused: an ``SSLContext`` is safe to share between threads, and its CA store is
+    never changed after this call.
+
+    Example:
+        >>> shared_ssl_context() is shared_ssl_context()
+        True
+    """
+    return httpx.create_ssl_context(trust_env=False)
 
 
 class Deadline:
@@ -157,10 +175,11 @@ class DeadlineTransport(httpx.HTTPTransport):
 
     Args:
         deadline: The :class:`Deadline` of the whole fetch.
+        ssl_context: The TLS client context (default: :func:`shared_ssl_context`).
     """
 
-    def __init__(self, deadline: Deadline) -> None:
-        ssl_context = httpx.create_ssl_context(trust_env=False)
+    def __init__(self, deadline: Deadline, ssl_context: ssl.SSLContext | None = None) -> None:
+        ssl_context = ssl_context or shared_ssl_context()
         super().__init__(verify=ssl_context, trust_env=False)
         self._pool = httpcore.ConnectionPool(  # the same pool httpx builds, with our network backend
             ssl_context=ssl_context,

@@ -243,7 +243,7 @@ class ImageFetcher:
         if parsed.scheme == "https" and ip_literal(parsed.host) is None:
             extensions["sni_hostname"] = parsed.host
         client = httpx.Client(
-            transport=p.transport or DeadlineTransport(deadline),
+            transport=p.transport or DeadlineTransport(deadline, p.ssl_context),
             timeout=httpx.Timeout(min(left, p.timeout)),
             follow_redirects=False,
             trust_env=False,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +73,8 @@ class FetchPolicy:
         max_retries: Extra attempts after a connection error or an HTTP 5xx.
         resolver: Name resolution function (``socket.getaddrinfo`` by default).
         transport: An httpx transport (tests use ``httpx.MockTransport``); None: a real one.
+        ssl_context: The TLS client context of https fetches (e.g. one trusting a private CA); None: the
+            process-wide :func:`~.deadline.shared_ssl_context` (certifi's CA bundle), built once.
         names: The caller's names of these options, for error messages.
     """
 
@@ -84,6 +87,7 @@ class FetchPolicy:
     max_retries: int = 2
     resolver: Resolver = field(default=system_resolver, compare=False)
     transport: httpx.BaseTransport | None = field(default=None, compare=False)
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     names: OptionNames = field(default_factory=OptionNames, compare=False)
     entries: tuple[AllowEntry, ...] = field(init=False, repr=False, compare=False)
 

@@ -1,11 +1,8 @@
 """The FastAPI app of ``ras-guard serve``: OpenAI-compatible chat completions behind the guard.
 
-Image URLs are fetched only with ``ServeSettings.allow_image_urls`` (``--allow-image-urls``), through
-:class:`ras_guard.fetch.ImageFetcher` in a worker thread, each image within ``image_timeout_s`` and within the
-request's deadline. Every fetch failure answers HTTP 400 (as OpenAI's API does for image URLs it cannot
-download) with a code saying why: ``unsafe_image_url`` (an internal address, or a redirect to one, or a host
-off the allow-list), ``image_fetch_timeout`` (slow server: 400, not 408 / 504, so that clients do not retry a
-download that will time out again), ``image_too_large``, ``invalid_image_url`` (bad status, network error).
+Image parts are handled by :mod:`.images` (in a worker thread: URLs are fetched there, only with
+``ServeSettings.allow_image_urls``); every image failure answers HTTP 400 (as OpenAI's API does for image URLs
+it cannot download) with the code of :func:`.images.error_code`.
 
 Example:
     >>> from ras_guard import RASGuard
@@ -18,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,20 +30,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
     GenerationError,
-    ImageError,
-    ImageFetchError,
-    ImageFetchTimeoutError,
-    ImageTooLargeError,
     InvalidMessageError,
     RASGuardError,
     ResponseFormatError,
     ServerOverloadedError,
     ToolCallingNotSupportedError,
-    UnsafeURLError,
     UnsupportedRequestError,
 )
 from .convert import GuardCall, ras_object, to_call
 from .engine import HFEngine, Job
+from .images import error_code as image_error_code
+from .images import url_fetcher
 from .metrics import CONTENT_TYPE, Metrics
 from .responses import Answer, HTTPError, error_body, sse
 from .schemas import ChatCompletionRequest
@@ -63,7 +58,9 @@ class ServeSettings:
     ``allow_image_urls`` turns on fetching of http(s) image URLs (off: they answer 400);
     ``allowed_image_hosts`` exempts hosts from the internal-address check (``host``, ``host:PORT``,
     ``*.suffix``, IP literals, CIDR networks; see :mod:`ras_guard.fetch.allow`); ``image_timeout_s`` bounds one
-    image's whole download.
+    image's whole download. ``max_batch`` / ``batch_window_s`` shape the HF engine's batches; ``max_running`` is
+    the vLLM engine's limit of requests inside ``AsyncLLM`` at once; ``max_queue`` bounds the requests in flight
+    of either.
     """
 
     model_name: str = "demo"
@@ -79,6 +76,7 @@ class ServeSettings:
     max_images: int = 8
     max_queue: int = 64
     max_batch: int = 8
+    max_running: int = 32
     batch_window_s: float = 0.005
     request_timeout_s: float = 600.0
     retry_after_s: int = 1
@@ -95,15 +93,9 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return f"{loc or 'body'}: {err['msg']}", loc or None
 
 
-_IMAGE_CODES = ((ImageFetchTimeoutError, "image_fetch_timeout"), (UnsafeURLError, "unsafe_image_url"),
-                (ImageFetchError, "invalid_image_url"), (ImageTooLargeError, "image_too_large"),
-                (ImageError, "invalid_image"))
-
-
 def _status_of(exc: RASGuardError) -> tuple[int, str, str]:
-    for cls, code in _IMAGE_CODES:
-        if isinstance(exc, cls):
-            return 400, "invalid_request_error", code
+    if (code := image_error_code(exc)) is not None:
+        return 400, "invalid_request_error", code
     if isinstance(exc, ResponseFormatError):
         return 400, "invalid_request_error", "invalid_response_format"
     if isinstance(exc, UnsupportedRequestError | ToolCallingNotSupportedError):
@@ -115,40 +107,24 @@ def _status_of(exc: RASGuardError) -> tuple[int, str, str]:
     return 500, "server_error", "generation_failed" if isinstance(exc, GenerationError) else "internal"
 
 
-def _url_fetcher(s: ServeSettings) -> Callable[[str, float], bytes] | None:
-    """``(url, request deadline) -> bytes`` under the server's fetch policy, or None when URLs are off.
+def _engine_for(guard: Any, metrics: Metrics, s: ServeSettings) -> Any:
+    """An :class:`HFEngine` for a transformers guard, a :class:`VLLMServeEngine` for an async vLLM guard."""
+    if inspect.iscoroutinefunction(getattr(guard, "astream", None)):
+        from .vllm_engine import VLLMServeEngine
 
-    Raises:
-        InvalidMessageError: ``allowed_image_hosts`` without ``allow_image_urls``.
-        AllowedHostsError: An allow-list entry that cannot be parsed.
-    """
-    if not s.allow_image_urls:
-        if s.allowed_image_hosts:
-            raise InvalidMessageError("--allowed-image-hosts has no effect without --allow-image-urls; add it.")
-        return None
-    from ..fetch import FetchPolicy, ImageFetcher, OptionNames
-
-    names = OptionNames(allowed_hosts="--allowed-image-hosts", allow_private=None, timeout="--image-timeout",
-                        max_bytes="--max-image-mb")
-    policy = FetchPolicy(allowed_hosts=tuple(s.allowed_image_hosts), max_bytes=s.max_image_bytes,
-                         timeout=s.image_timeout_s, names=names)
-
-    def fetch(url: str, deadline: float) -> bytes:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ImageFetchTimeoutError("the request's deadline passed before its images were fetched.")
-        return ImageFetcher(policy if left >= policy.timeout else replace(policy, timeout=left)).fetch(url)
-
-    return fetch
+        return VLLMServeEngine(guard, metrics, max_queue=s.max_queue, max_running=s.max_running)
+    return HFEngine(guard, metrics, max_queue=s.max_queue, max_batch=s.max_batch, batch_window_s=s.batch_window_s)
 
 
-def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFEngine | None = None) -> FastAPI:
+def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: Any = None) -> FastAPI:
     """Build the app around a loaded guard (the engine's worker starts with the app and stops with it).
 
     Args:
-        guard: A :class:`ras_guard.RASGuard` (or any object with its public API).
+        guard: A :class:`ras_guard.RASGuard` (HF engine) or a
+            :class:`ras_guard.backends.vllm.AsyncVLLMGuard` (vLLM engine).
         settings: Server options.
-        engine: A ready engine (default: an :class:`HFEngine` over ``guard``).
+        engine: A ready engine (default: :class:`HFEngine` or :class:`~.vllm_engine.VLLMServeEngine` by the
+            guard's kind); both take :class:`~.engine.Job` objects and answer with the same events.
 
     Raises:
         InvalidMessageError: An unknown policy or a block threshold outside [0, 1].
@@ -158,10 +134,10 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
         raise InvalidMessageError(f"unknown policy {s.policy!r}; use one of {_POLICIES}.")
     if not 0.0 <= s.block_threshold <= 1.0:
         raise InvalidMessageError(f"block_threshold {s.block_threshold} must lie in [0, 1].")
-    fetch = _url_fetcher(s)
+    fetch = url_fetcher(allow=s.allow_image_urls, allowed_hosts=s.allowed_image_hosts, max_bytes=s.max_image_bytes,
+                        timeout=s.image_timeout_s)
     metrics = engine.metrics if engine is not None else Metrics()
-    eng = engine or HFEngine(guard, metrics, max_queue=s.max_queue, max_batch=s.max_batch,
-                             batch_window_s=s.batch_window_s)
+    eng = engine or _engine_for(guard, metrics, s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -267,8 +243,10 @@ def create_app(guard: Any, settings: ServeSettings | None = None, *, engine: HFE
             raise HTTPError(404, f"model {req.model!r} is not served here; use {s.model_name!r}.",
                             code="model_not_found", param="model")
         call: GuardCall = await asyncio.to_thread(_convert, req, deadline)  # image URLs are fetched here
-        if call.tools and not guard.supports_tools:
-            raise ToolCallingNotSupportedError("this model's chat template does not render tools; drop 'tools'.")
+        if call.tools and not eng.supports_tools:
+            raise ToolCallingNotSupportedError(
+                "this server does not render tools (the model's chat template has none, or --engine vllm); drop 'tools'."
+            )
         opts = req.ras
         policy = (opts.policy if opts and opts.policy else None) or s.policy
         threshold = opts.block_threshold if opts and opts.block_threshold is not None else s.block_threshold

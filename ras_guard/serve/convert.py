@@ -1,8 +1,7 @@
 """OpenAI chat requests to ras-guard calls, and guarded answers back to OpenAI's response shape.
 
-Images arrive as ``image_url`` parts: ``data:`` URIs are decoded here (their size is checked before decoding);
-http(s) URLs are fetched only when the server runs with ``--allow-image-urls`` (a fetcher built on
-:class:`ras_guard.fetch.ImageFetcher` is passed in), and refused otherwise. ``temperature`` / ``top_p`` map
+Images arrive as ``image_url`` parts and become bytes through :mod:`.images` (data URIs decoded, http(s) URLs
+fetched only with ``--allow-image-urls``, limits). ``temperature`` / ``top_p`` map
 through :func:`ras_guard.sampling.sampling_kwargs`; ``response_format`` (json_object / json_schema) is
 validated here and passed to the guard's constrained decoding.
 
@@ -16,25 +15,20 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..constrained import parse_response_format
-from ..errors import ImageTooLargeError, InvalidMessageError, ResponseFormatError, UnsupportedRequestError
+from ..errors import InvalidMessageError, ResponseFormatError, UnsupportedRequestError
 from ..sampling import sampling_kwargs
 from ..types import Decision, GuardedGeneration, RiskAssessment
+from .images import Fetcher, check_image_count, image_bytes
 from .schemas import ChatCompletionRequest, ImagePart, Message, TextPart
 
 __all__ = ["GuardCall", "ras_object", "to_call", "usage_dict"]
 
-Fetcher = Callable[[str], bytes]
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -67,30 +61,6 @@ class GuardCall:
                            self.response_format], sort_keys=True, default=str)
 
 
-def _image_bytes(part: ImagePart, where: str, max_bytes: int, fetcher: Fetcher | None) -> bytes:
-    url = part.image_url.url
-    if url.startswith("data:"):
-        m = _DATA_URI.match(url)
-        if m is None:
-            raise InvalidMessageError(f"{where}: a data URI must be 'data:<mime>;base64,<data>' (got {url[:40]!r}).")
-        data = m.group("data")
-        if len(data) * 3 // 4 > max_bytes:
-            raise ImageTooLargeError(f"{where}: the image of about {len(data) * 3 // 4} bytes exceeds {max_bytes}.")
-        try:
-            return base64.b64decode(re.sub(r"\s+", "", data), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidMessageError(f"{where}: the data URI holds invalid base64 ({exc}).") from exc
-    if url.startswith(("http://", "https://")):
-        if fetcher is None:
-            raise UnsupportedRequestError(
-                f"{where}: this server does not fetch image URLs; send the image as a 'data:image/png;base64,...' "
-                "URI, or start the server with --allow-image-urls (SSRF-safe fetching; internal hosts only with "
-                "--allowed-image-hosts)."
-            )
-        return fetcher(url)
-    raise InvalidMessageError(f"{where}: image_url must be a data: URI or an http(s) URL, got {url[:40]!r}.")
-
-
 def _tool_calls(msg: Message, where: str) -> list[dict[str, Any]]:
     calls = []
     for j, call in enumerate(msg.tool_calls or []):
@@ -117,8 +87,8 @@ def _messages(req: ChatCompletionRequest, max_bytes: int, fetcher: Fetcher | Non
             elif isinstance(part, ImagePart):
                 if msg.role != "user":
                     raise InvalidMessageError(f"{where}.content[{j}]: only user messages may hold images.")
-                parts.append({"type": "image", "image": _image_bytes(part, f"{where}.content[{j}]", max_bytes,
-                                                                     fetcher)})
+                parts.append({"type": "image", "image": image_bytes(part.image_url.url, f"{where}.content[{j}]",
+                                                                    max_bytes, fetcher)})
             else:
                 parts.append({"type": "text", "text": part.refusal})
         d: dict[str, Any] = {"role": "system" if msg.role == "developer" else msg.role, "content": parts}
@@ -163,9 +133,7 @@ def to_call(
             "n=1) and send several requests for several answers."
         )
     response_format = _response_format(req)
-    images = sum(isinstance(p, ImagePart) for m in req.messages if isinstance(m.content, list) for p in m.content)
-    if images > max_images:
-        raise InvalidMessageError(f"the request holds {images} images; this server takes at most {max_images}.")
+    check_image_count(req, max_images)
     max_new = req.max_completion_tokens or req.max_tokens or default_max_tokens
     if max_new > max_tokens_limit:
         raise InvalidMessageError(f"max_tokens={max_new} exceeds this server's limit of {max_tokens_limit}.")

@@ -30,7 +30,7 @@ from ..types import Decision, GuardedGeneration, RiskAssessment, decide_policy
 from .convert import GuardCall
 from .metrics import Metrics
 
-__all__ = ["HFEngine", "Job"]
+__all__ = ["HFEngine", "Job", "job_decision"]
 
 _log = logging.getLogger("ras_guard.serve")
 
@@ -59,6 +59,21 @@ class Job:
             self.cancelled.set()
 
 
+def job_decision(job: Job, a: RiskAssessment, risk_floor: float, steered: bool | None) -> Decision:
+    """The decision reported for a job: its policy at its threshold, ``answered`` when steering did not apply.
+
+    Args:
+        job: The request (policy and block threshold).
+        a: Its assessment.
+        risk_floor: The guard's risk floor.
+        steered: Whether the answer was steered (None: no answer yet).
+    """
+    d = decide_policy(job.policy, a.risk, block_threshold=job.block_threshold, risk_floor=risk_floor)
+    if d is Decision.STEERED and steered is False:
+        return Decision.ANSWERED
+    return d
+
+
 class HFEngine:
     """Batching worker over an in-process :class:`~ras_guard.RASGuard`.
 
@@ -82,6 +97,11 @@ class HFEngine:
         self._held: deque[Job] = deque()
         self._active = 0
         self._thread: threading.Thread | None = None
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model's chat template renders ``tools``."""
+        return bool(self.guard.supports_tools)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -212,12 +232,7 @@ class HFEngine:
             self._deliver(j, a, gen)
 
     def _decision(self, job: Job, a: RiskAssessment, steered: bool | None) -> Decision:
-        d = decide_policy(
-            job.policy, a.risk, block_threshold=job.block_threshold, risk_floor=self.guard.config.risk_floor
-        )
-        if d is Decision.STEERED and steered is False:
-            return Decision.ANSWERED
-        return d
+        return job_decision(job, a, self.guard.config.risk_floor, steered)
 
     def _deliver(self, job: Job, a: RiskAssessment, gen: GuardedGeneration | None) -> None:
         decision = self._decision(job, a, None if gen is None else gen.steered)

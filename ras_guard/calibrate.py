@@ -218,12 +218,14 @@ def fit(
             release(backend, groups)
         tick(len(chunk))
     labels = [r.harmful for r in refs]
-    harmful = [s for s, y in zip(sims, labels) if y]
-    benign = [s for s, y in zip(sims, labels) if not y]
+    harmful = [s for s, y in zip(sims, labels, strict=True) if y]
+    benign = [s for s, y in zip(sims, labels, strict=True) if not y]
     stats = {
         "harmful_mean_similarity": sum(harmful) / len(harmful),
         "benign_mean_similarity": sum(benign) / len(benign),
         "auroc": auroc(sims, labels),
     }
-    return _build(protos.hidden, protos.logits, config=cfg, fingerprint=backend.fingerprint(), s_base=sum(sims) / len(sims),
-                  model_name=name, num_unsafe=len(unsafe), num_reference=len(refs), reference_stats=stats)
+    return _build(
+        protos.hidden, protos.logits, config=cfg, fingerprint=backend.fingerprint(), s_base=sum(sims) / len(sims),
+        model_name=name, num_unsafe=len(unsafe), num_reference=len(refs), reference_stats=stats,
+    )

@@ -319,7 +319,7 @@ def _build(
     num_reference: int,
     reference_stats: dict[str, float],
 ) -> Calibration:
-    from . import __version__
+    from ._version import __version__
 
     fields: dict[str, Any] = {
         "num_steer_tokens": config.num_steer_tokens,

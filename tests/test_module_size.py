@@ -14,8 +14,6 @@ LIMIT = 400
 
 #: path -> its length when listed (issue 14 splits them).
 KNOWN_LONG: dict[str, int] = {
-    "ras_guard/_pipeline.py": 524,
-    "ras_guard/guard.py": 508,
 }
 
 

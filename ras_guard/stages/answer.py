@@ -105,7 +105,7 @@ def answer(
     t0 = time.perf_counter()
     outs = (yield reqs) if reqs else []
     answer_s = time.perf_counter() - t0
-    done = dict(zip(idx, outs))
+    done = dict(zip(idx, outs, strict=True))
     records = []
     for i, a in enumerate(found):
         if i not in done:

@@ -186,7 +186,7 @@ def given_assessments(
         return [
             RiskAssessment(risk=float(r), similarity=float("nan"), visual_context="", reformulated_prompt="",
                            calibration_id=model.calibration_id, image_sha256=c.image_hashes, given=True)
-            for r, c in zip(risks, convs)
+            for r, c in zip(risks, convs, strict=True)
         ]
     if assessments is not None:
         if len(assessments) != len(convs):

@@ -72,7 +72,7 @@ def visual_contexts(
     found: dict[str, str] = {}
     todo: dict[str, tuple[Any, int]] = {}
     for i, conv in enumerate(convs):
-        for h, img in zip(conv.last_user_image_hashes(), conv.last_user_images()):
+        for h, img in zip(conv.last_user_image_hashes(), conv.last_user_images(), strict=True):
             cached = found.get(h) or (cache.get((h, *key)) if cache is not None else None)
             if cached is not None:
                 found[h] = cached
@@ -87,7 +87,7 @@ def visual_contexts(
             )
             for h, (img, owner) in todo.items()
         ]
-        for h, out in zip(todo, outs):
+        for h, out in zip(todo, outs, strict=True):
             found[h] = clean_caption(out.text)
             if cache is not None:
                 cache.put((h, *key), found[h])

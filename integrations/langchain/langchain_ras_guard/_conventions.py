@@ -27,6 +27,7 @@ from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import BaseMessage, get_buffer_string
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from ras_guard import RASGuard
+from ras_guard.backends.protocol import GenerationRequest
 from ras_guard.errors import InvalidMessageError
 
 __all__ = ["ConventionsMixin", "calls_tools", "guard_profile", "seeded", "warn_if_no_tool_calls"]
@@ -122,7 +123,8 @@ def count_messages(
         schemas = [convert_to_openai_tool(t) for t in tools] if tools and guard.supports_tools else None
         try:
             conv = guard.normalize(converted).as_list()
-            return int(guard.backend.encode([conv], tools=schemas)["input_ids"].shape[1])
+            request = GenerationRequest(messages=conv, max_new_tokens=1, tools=schemas)
+            return guard.backend.count_prompt_tokens(request)
         except InvalidMessageError:
             pass  # e.g. a history slice without a user turn: count its text
     return sum(len(token_ids(guard, get_buffer_string([m]))) for m in messages)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any
+
+from .errors import InvalidMessageError
 
 __all__ = ["Decision", "GuardedGeneration", "RiskAssessment", "Usage", "decide_policy", "guarded_generation", "is_steered"]
 
@@ -189,3 +192,39 @@ def guarded_generation(
         finish_reason=finish_reason,
         timings=timings,
     )
+
+
+def given_assessments(
+    convs: Sequence[Any],
+    calibration_id: str,
+    risks: Sequence[float] | None,
+    assessments: Sequence[RiskAssessment] | None,
+) -> list[RiskAssessment] | None:
+    """The assessments a caller gave (as ``risks`` or ``assessments``) for ``convs``, or None to compute them.
+
+    Every engine's guard takes ``risks=`` / ``assessments=`` the same way; this is the one check of them.
+
+    Raises:
+        InvalidMessageError: Wrong count, or a risk outside [0, 1].
+
+    Example:
+        >>> class Conv: image_hashes = ()
+        >>> given_assessments([Conv()], "cal", [0.25], None)[0].risk
+        0.25
+    """
+    if risks is not None:
+        if len(risks) != len(convs):
+            raise InvalidMessageError(f"got {len(risks)} risks for {len(convs)} requests; pass one per request.")
+        bad = [r for r in risks if isinstance(r, bool) or not 0.0 <= float(r) <= 1.0]
+        if bad:
+            raise InvalidMessageError(f"risk must lie in [0, 1], got {bad[0]!r}.")
+        return [
+            RiskAssessment(risk=float(r), similarity=float("nan"), visual_context="", reformulated_prompt="",
+                           calibration_id=calibration_id, image_sha256=c.image_hashes, given=True)
+            for r, c in zip(risks, convs, strict=True)
+        ]
+    if assessments is not None:
+        if len(assessments) != len(convs):
+            raise InvalidMessageError(f"got {len(assessments)} assessments for {len(convs)} requests.")
+        return list(assessments)
+    return None

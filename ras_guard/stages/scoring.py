@@ -28,10 +28,11 @@ import torch
 from .._scope import best_rows, risk_rows
 from ..backends.protocol import GenerationRequest
 from ..config import RASConfig
-from ..errors import CalibrationError, InvalidMessageError
+from ..errors import CalibrationError
 from ..messages import Conversation
 from ..risk import apply_softcap, risk_from_similarity, similarity
 from ..types import RiskAssessment
+from ..types import given_assessments as _given
 from .drive import Plan, drive
 from .visual import CaptionCache, Contexts, visual_contexts
 
@@ -177,19 +178,4 @@ def given_assessments(
     Raises:
         InvalidMessageError: Wrong count, or a risk outside [0, 1].
     """
-    if risks is not None:
-        if len(risks) != len(convs):
-            raise InvalidMessageError(f"got {len(risks)} risks for {len(convs)} requests; pass one per request.")
-        bad = [r for r in risks if isinstance(r, bool) or not 0.0 <= float(r) <= 1.0]
-        if bad:
-            raise InvalidMessageError(f"risk must lie in [0, 1], got {bad[0]!r}.")
-        return [
-            RiskAssessment(risk=float(r), similarity=float("nan"), visual_context="", reformulated_prompt="",
-                           calibration_id=model.calibration_id, image_sha256=c.image_hashes, given=True)
-            for r, c in zip(risks, convs, strict=True)
-        ]
-    if assessments is not None:
-        if len(assessments) != len(convs):
-            raise InvalidMessageError(f"got {len(assessments)} assessments for {len(convs)} requests.")
-        return list(assessments)
-    return None
+    return _given(convs, model.calibration_id, risks, assessments)

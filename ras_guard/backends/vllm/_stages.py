@@ -24,7 +24,7 @@ from ...errors import CalibrationError, InvalidMessageError
 from ...messages import Conversation
 from ...reformulate import caption_messages, clean_caption, reformulated_text
 from ...risk import apply_softcap, risk_from_similarity, similarity
-from ...types import GuardedGeneration, RiskAssessment, guarded_generation, is_steered
+from ...types import GuardedGeneration, RiskAssessment, given_assessments, guarded_generation, is_steered
 from .engine import Completion, VLLMEngine
 
 __all__ = [
@@ -160,36 +160,8 @@ def resolve_given(
     risks: Sequence[float] | None,
     assessments: Sequence[RiskAssessment] | None,
 ) -> list[RiskAssessment] | None:
-    """The assessments the caller gave (as ``risks`` or ``assessments``), or None when they must be computed.
-
-    Raises:
-        InvalidMessageError: Wrong count, or a risk outside [0, 1].
-    """
-    if risks is not None:
-        if len(risks) != len(convs):
-            raise InvalidMessageError(
-                f"got {len(risks)} risks for {len(convs)} requests; pass one per request."
-            )
-        bad = [r for r in risks if isinstance(r, bool) or not 0.0 <= float(r) <= 1.0]
-        if bad:
-            raise InvalidMessageError(f"risk must lie in [0, 1], got {bad[0]!r}.")
-        return [
-            RiskAssessment(
-                risk=float(r),
-                similarity=float("nan"),
-                visual_context="",
-                reformulated_prompt="",
-                calibration_id=guard.calibration.calibration_id,
-                image_sha256=c.image_hashes,
-                given=True,
-            )
-            for r, c in zip(risks, convs)
-        ]
-    if assessments is not None:
-        if len(assessments) != len(convs):
-            raise InvalidMessageError(f"got {len(assessments)} assessments for {len(convs)} requests.")
-        return list(assessments)
-    return None
+    """The assessments the caller gave (see :func:`ras_guard.types.given_assessments`), or None."""
+    return given_assessments(convs, guard.calibration.calibration_id, risks, assessments)
 
 
 def generation(
